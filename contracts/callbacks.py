@@ -1,0 +1,57 @@
+"""HTTP callback bodies: trainer -> events service (`/v1/callbacks/...`), authenticated by the callback JWT.
+
+The job id and attempt come from the token, never from the body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CallbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HeartbeatCallback(CallbackBody):
+    pass
+
+
+class HeartbeatAnswer(BaseModel):
+    """`stop` is true when the trainer must stop (job cancelled, or this attempt is no longer current)."""
+
+    stop: bool
+    reason: str | None = None
+
+
+class ProgressCallback(CallbackBody):
+    epoch: int = Field(ge=0)
+    epochs: int = Field(ge=1)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class LogCallback(CallbackBody):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    message: str = Field(max_length=10_000)
+
+
+class ArtifactUploadRequest(CallbackBody):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+class ArtifactUploadAnswer(BaseModel):
+    upload_url: str
+    expires_at: str
+
+
+class ArtifactCompleteCallback(CallbackBody):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class DoneCallback(CallbackBody):
+    status: Literal["succeeded", "failed", "cancelled"]
+    reason: str | None = Field(default=None, max_length=10_000)
+    metrics: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,61 @@
+"""Reports: events service -> scheduler on `vtp.v1.report.<job_id>.<kind>`. One model per kind.
+
+`time` is when the events service received the callback; the scheduler's state machine uses it as its clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from contracts.base import Message
+
+
+class Report(Message):
+    job_id: str
+    attempt: int
+    time: datetime
+    trace_id: str | None = None
+
+
+class HeartbeatReport(Report):
+    kind: Literal["heartbeat"] = "heartbeat"
+
+
+class ProgressReport(Report):
+    kind: Literal["progress"] = "progress"
+    epoch: int = Field(ge=0)
+    epochs: int = Field(ge=1)
+    metrics: dict[str, float] = Field(default_factory=dict, description="e.g. train_loss, val_loss, val_accuracy")
+
+
+class LogReport(Report):
+    kind: Literal["log"] = "log"
+    level: str = "info"
+    message: str
+
+
+class ArtifactReport(Report):
+    kind: Literal["artifact"] = "artifact"
+    name: str
+    size: int = Field(ge=0)
+    sha256: str
+    storage_key: str
+
+
+class DoneReport(Report):
+    kind: Literal["done"] = "done"
+    status: Literal["succeeded", "failed", "cancelled"]
+    reason: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+REPORT_KINDS: dict[str, type[Report]] = {
+    "heartbeat": HeartbeatReport,
+    "progress": ProgressReport,
+    "log": LogReport,
+    "artifact": ArtifactReport,
+    "done": DoneReport,
+}

@@ -1,0 +1,79 @@
+"""Callback tokens: EdDSA JWTs minted by the scheduler (private key) and verified by the events service
+(public key only, so the ingress cannot mint). Claims bind the job and the attempt."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+AUDIENCE = "vtp-callbacks"
+ISSUER = "vtp-scheduler"
+ALGORITHM = "EdDSA"
+
+
+class TokenRefused(Exception):
+    """The callback token is missing, expired, tampered, for another job or attempt, or otherwise invalid."""
+
+
+@dataclass(frozen=True)
+class CallbackClaims:
+    job_id: str
+    attempt: int
+    expires_at: int
+
+
+def generate_keypair(directory: Path) -> tuple[Path, Path]:
+    """Write a new Ed25519 key pair (PEM) unless one is there already; return (private, public) paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = directory / "callback-signing.pem", directory / "callback-verify.pem"
+    if not private_path.exists():
+        key = Ed25519PrivateKey.generate()
+        private_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        public_pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        private_path.touch(mode=0o600)
+        private_path.write_bytes(private_pem)
+        public_path.write_bytes(public_pem)
+    return private_path, public_path
+
+
+def mint(private_key_pem: str, job_id: str, attempt: int, ttl_seconds: int, now: float | None = None) -> str:
+    issued = int(now if now is not None else time.time())
+    claims = {
+        "sub": f"{job_id}/{attempt}",
+        "job_id": job_id,
+        "attempt": attempt,
+        "aud": AUDIENCE,
+        "iss": ISSUER,
+        "iat": issued,
+        "exp": issued + ttl_seconds,
+    }
+    return jwt.encode(claims, private_key_pem, algorithm=ALGORITHM)
+
+
+def verify(public_key_pem: str, token: str) -> CallbackClaims:
+    """Verify signature, algorithm, audience, issuer and expiry. Only EdDSA is accepted (never `none`)."""
+    try:
+        claims = jwt.decode(
+            token,
+            public_key_pem,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "aud", "iss", "job_id", "attempt"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenRefused("callback token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise TokenRefused(f"invalid callback token: {exc}") from exc
+    if not isinstance(claims["job_id"], str) or not isinstance(claims["attempt"], int):
+        raise TokenRefused("invalid callback token: malformed job_id/attempt claims")
+    return CallbackClaims(job_id=claims["job_id"], attempt=claims["attempt"], expires_at=claims["exp"])

@@ -25,7 +25,8 @@ def alembic_config(service: str, database_url: str) -> Config:
     folder = SERVICES_DIR / service / "migrations"
     config = Config()
     config.set_main_option("script_location", str(folder))
-    config.set_main_option("sqlalchemy.url", database_url)
+    # configparser treats % as interpolation: an URL-encoded socket path (%2F) must be escaped.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     config.attributes["version_table"] = f"alembic_version_{service}"
     return config
 

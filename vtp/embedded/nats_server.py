@@ -57,7 +57,10 @@ def start_nats_server(data_dir: Path, port: int | None = None, monitor_port: int
     )
     log = (data_dir / "nats-server.log").open("ab")
     process = subprocess.Popen(
-        [nats_server_binary(), "-c", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [nats_server_binary(), "-c", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     wait_for_port("127.0.0.1", port)
     wait_for_port("127.0.0.1", monitor_port)

@@ -1,0 +1,47 @@
+"""`/v1/storage/<key>`: the local backend's signed URLs (GET downloads, PUT uploads), streamed both ways."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from services.events.routes.deps import StorageServiceDep
+
+router = APIRouter(prefix="/v1/storage", tags=["storage"])
+
+MethodQuery = Annotated[str, Query(alias="method", max_length=8)]
+ExpiresQuery = Annotated[int, Query()]
+SignatureQuery = Annotated[str, Query(max_length=128)]
+
+
+@router.get("/{key:path}")
+async def download(
+    key: str,
+    service: StorageServiceDep,
+    method: MethodQuery,
+    expires: ExpiresQuery,
+    signature: SignatureQuery,
+) -> StreamingResponse:
+    service.authorize(key, "GET", method, expires, signature)
+    size, chunks = await service.open_read(key)
+    return StreamingResponse(
+        chunks, media_type="application/octet-stream", headers={"Content-Length": str(size)}
+    )
+
+
+@router.put("/{key:path}", status_code=201)
+async def upload(
+    key: str,
+    request: Request,
+    service: StorageServiceDep,
+    method: MethodQuery,
+    expires: ExpiresQuery,
+    signature: SignatureQuery,
+) -> JSONResponse:
+    service.authorize(key, "PUT", method, expires, signature)
+    length = request.headers.get("content-length")
+    declared = int(length) if length and length.isdigit() else None
+    info = await service.write(key, (chunk async for chunk in request.stream() if chunk), declared)
+    return JSONResponse({"key": info.key, "size": info.size}, status_code=201)

@@ -1,0 +1,236 @@
+"""Decisions of the events service: turn verified callbacks into reports, answer heartbeats, hand out and
+check artifact uploads, guard the local-storage endpoints. No FastAPI here: transport lives in `routes/`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import nats.errors
+from nats.js import JetStreamContext
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from contracts import subjects
+from contracts.callbacks import (
+    ArtifactCompleteCallback,
+    ArtifactUploadAnswer,
+    ArtifactUploadRequest,
+    DoneCallback,
+    HeartbeatAnswer,
+    LogCallback,
+    ProgressCallback,
+)
+from contracts.jobs import JobState
+from contracts.reports import (
+    ArtifactReport,
+    DoneReport,
+    HeartbeatReport,
+    LogReport,
+    ProgressReport,
+    Report,
+)
+from services.common import storage, tokens
+from services.common.tokens import CallbackClaims
+from services.events import errors, repository
+from services.events.repository import JobStatusRow
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Trace:
+    """W3C trace context a trainer sent along (`traceparent` header), carried into the report."""
+
+    traceparent: str | None = None
+
+    @property
+    def trace_id(self) -> str | None:
+        parts = (self.traceparent or "").split("-")
+        if len(parts) == 4 and len(parts[1]) == 32:
+            return parts[1]
+        return None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def verify_token(public_key_pem: str, authorization: str | None) -> CallbackClaims:
+    if not authorization:
+        raise errors.Unauthorized("missing Authorization header")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthorized("expected Authorization: Bearer <callback token>")
+    try:
+        return tokens.verify(public_key_pem, token.strip())
+    except tokens.TokenRefused as exc:
+        # The message never contains the token itself.
+        raise errors.Unauthorized(str(exc)) from None
+
+
+def should_stop(status: JobStatusRow | None, attempt: int) -> HeartbeatAnswer:
+    """Stop when the job is terminal or has moved on to a newer attempt. An unknown job, or a read model
+    still at an older attempt, is a read model lagging behind the dispatch: keep going."""
+    if status is None:
+        return HeartbeatAnswer(stop=False)
+    if JobState(status.state).terminal:
+        return HeartbeatAnswer(stop=True, reason=f"job is {status.state}")
+    if status.attempt > attempt:
+        return HeartbeatAnswer(
+            stop=True, reason=f"attempt {attempt} is superseded by attempt {status.attempt}"
+        )
+    return HeartbeatAnswer(stop=False)
+
+
+class CallbackService:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        sessions: async_sessionmaker,
+        object_storage: storage.Storage,
+        artifact_url_ttl: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._js = js
+        self._sessions = sessions
+        self._storage = object_storage
+        self._artifact_url_ttl = artifact_url_ttl
+        self._clock = clock
+
+    async def heartbeat(self, claims: CallbackClaims, trace: Trace) -> HeartbeatAnswer:
+        await self._publish(HeartbeatReport(**self._base(claims, self._clock(), trace)), trace)
+        try:
+            async with self._sessions() as session:
+                status = await repository.get_job_status(session, claims.job_id)
+        except (SQLAlchemyError, OSError) as exc:
+            # Liveness is recorded either way; a stop is only delayed to a later heartbeat.
+            log.warning("job status unavailable, answering without it: %s", exc)
+            return HeartbeatAnswer(stop=False)
+        return should_stop(status, claims.attempt)
+
+    async def progress(self, claims: CallbackClaims, body: ProgressCallback, trace: Trace) -> None:
+        report = ProgressReport(
+            **self._base(claims, self._clock(), trace),
+            epoch=body.epoch,
+            epochs=body.epochs,
+            metrics=body.metrics,
+        )
+        await self._publish(report, trace)
+
+    async def log(self, claims: CallbackClaims, body: LogCallback, trace: Trace) -> None:
+        report = LogReport(**self._base(claims, self._clock(), trace), level=body.level, message=body.message)
+        await self._publish(report, trace)
+
+    async def request_upload(
+        self, claims: CallbackClaims, body: ArtifactUploadRequest
+    ) -> ArtifactUploadAnswer:
+        key = self._artifact_key(claims, body.name)
+        expires_at = self._clock() + timedelta(seconds=self._artifact_url_ttl)
+        url = self._storage.presign(key, "PUT", self._artifact_url_ttl)
+        return ArtifactUploadAnswer(upload_url=url, expires_at=expires_at.isoformat())
+
+    async def complete_artifact(
+        self, claims: CallbackClaims, body: ArtifactCompleteCallback, trace: Trace
+    ) -> None:
+        time = self._clock()
+        key = self._artifact_key(claims, body.name)
+        try:
+            info = await self._storage.stat(key)
+        except storage.ObjectNotFound:
+            raise errors.ArtifactMismatch(f"artifact {body.name!r} was not uploaded") from None
+        if info.size != body.size:
+            raise errors.ArtifactMismatch(
+                f"artifact {body.name!r} has {info.size} bytes in storage, the callback says {body.size}"
+            )
+        report = ArtifactReport(
+            **self._base(claims, time, trace),
+            name=body.name,
+            size=body.size,
+            sha256=body.sha256,
+            storage_key=key,
+        )
+        await self._publish(report, trace)
+
+    async def done(self, claims: CallbackClaims, body: DoneCallback, trace: Trace) -> None:
+        report = DoneReport(
+            **self._base(claims, self._clock(), trace),
+            status=body.status,
+            reason=body.reason,
+            metrics=body.metrics,
+        )
+        # One done per attempt: a retried callback, or the runner reporting after its trainer did, is dropped
+        # by JetStream's duplicate window.
+        await self._publish(report, trace, msg_id=f"{claims.job_id}:{claims.attempt}:done")
+
+    @staticmethod
+    def _base(claims: CallbackClaims, time: datetime, trace: Trace) -> dict[str, object]:
+        return {"job_id": claims.job_id, "attempt": claims.attempt, "time": time, "trace_id": trace.trace_id}
+
+    @staticmethod
+    def _artifact_key(claims: CallbackClaims, name: str) -> str:
+        try:
+            return storage.artifact_key(claims.job_id, name)
+        except storage.InvalidKey as exc:
+            raise errors.InvalidKey(str(exc)) from None
+
+    async def _publish(self, report: Report, trace: Trace, msg_id: str | None = None) -> None:
+        headers: dict[str, str] = {}
+        if msg_id:
+            headers["Nats-Msg-Id"] = msg_id
+        if trace.traceparent:
+            headers["traceparent"] = trace.traceparent
+        subject = subjects.report_subject(report.job_id, report.kind)  # type: ignore[attr-defined]
+        try:
+            await self._js.publish(
+                subject,
+                report.model_dump_json().encode(),
+                timeout=PUBLISH_TIMEOUT,
+                stream=subjects.REPORTS_STREAM,
+                headers=headers or None,
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("publishing %s failed: %s", subject, exc)
+            raise errors.Unavailable("could not record the report, retry") from exc
+
+
+class StorageService:
+    """The local backend's signed-URL endpoints: one key, one method, until the URL expires."""
+
+    def __init__(self, local: storage.LocalStorage, signer: storage.UrlSigner, max_upload_bytes: int) -> None:
+        self._storage = local
+        self._signer = signer
+        self.max_upload_bytes = max_upload_bytes
+
+    def authorize(self, key: str, method: str, signed_method: str, expires: int, signature: str) -> None:
+        try:
+            storage.validate_key(key)
+        except storage.InvalidKey as exc:
+            raise errors.InvalidKey(str(exc)) from None
+        if signed_method != method:
+            raise errors.Forbidden(f"this URL is signed for {signed_method}, not {method}")
+        try:
+            self._signer.verify(key, method, expires, signature)
+        except storage.BadSignature as exc:
+            raise errors.Forbidden(str(exc)) from None
+
+    async def open_read(self, key: str) -> tuple[int, AsyncIterator[bytes]]:
+        try:
+            info = await self._storage.stat(key)
+        except storage.ObjectNotFound:
+            raise errors.NotFound(f"no object at {key!r}") from None
+        return info.size, self._storage.read_stream(key)
+
+    async def write(
+        self, key: str, chunks: AsyncIterator[bytes], declared_size: int | None
+    ) -> storage.ObjectInfo:
+        if declared_size is not None and declared_size > self.max_upload_bytes:
+            raise errors.TooLarge(f"uploads are limited to {self.max_upload_bytes} bytes")
+        try:
+            return await self._storage.put_stream(key, chunks, max_bytes=self.max_upload_bytes)
+        except storage.ObjectTooLarge as exc:
+            raise errors.TooLarge(str(exc)) from None

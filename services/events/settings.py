@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.settings import CommonSettings
+
+GIB = 1024**3
+
+
+class EventsSettings(CommonSettings):
+    """The events service: trainer callback ingress and the local-storage URL endpoints."""
+
+    host: str = Field(default="127.0.0.1", validation_alias="VTP_EVENTS_HOST")
+    port: int = Field(default=8001, ge=0, le=65535, validation_alias="VTP_EVENTS_PORT")
+    callback_public_key_file: Path = Field(
+        default=Path(".vtp/keys/callback-verify.pem"), validation_alias="VTP_CALLBACK_PUBLIC_KEY_FILE"
+    )
+    artifact_url_ttl: int = Field(default=3600, ge=1, validation_alias="VTP_ARTIFACT_URL_TTL")
+    max_upload_bytes: int = Field(default=10 * GIB, ge=1, validation_alias="VTP_MAX_UPLOAD_BYTES")
+
+    def public_key_pem(self) -> str:
+        return self.callback_public_key_file.read_text()

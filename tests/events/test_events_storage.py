@@ -1,0 +1,116 @@
+"""Local-storage signed URLs served by the events service: one key, one method, until expiry."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from services.common.storage import UrlSigner
+
+
+@pytest.fixture
+def signer(events_service) -> UrlSigner:
+    return UrlSigner(events_service.settings.storage_signing_key, events_service.url)
+
+
+def key() -> str:
+    return f"jobs/{uuid.uuid4().hex}/artifacts/blob.bin"
+
+
+def flip(signature: str) -> str:
+    return signature[:-1] + ("0" if signature[-1] != "0" else "1")
+
+
+def with_query(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()} | changes
+    return parts._replace(query="&".join(f"{k}={v}" for k, v in query.items())).geturl()
+
+
+async def test_put_then_get_streams_the_object(signer):
+    object_key, data = key(), bytes(range(256)) * 600
+
+    async def chunks():
+        for start in range(0, len(data), 10_000):
+            yield data[start : start + 10_000]
+
+    async with httpx.AsyncClient() as client:
+        put = await client.put(signer.sign(object_key, "PUT", 60), content=chunks())  # chunked, no length
+        assert put.status_code == 201
+        assert put.json() == {"key": object_key, "size": len(data)}
+        got = await client.get(signer.sign(object_key, "GET", 60))
+        assert got.status_code == 200
+        assert got.content == data
+        assert got.headers["content-length"] == str(len(data))
+
+
+async def test_refused_urls(signer, events_service):
+    object_key, other_key = key(), key()
+    async with httpx.AsyncClient() as client:
+        assert (await client.put(signer.sign(object_key, "PUT", 60), content=b"x")).status_code == 201
+        good = signer.sign(object_key, "GET", 60)
+        signature = parse_qs(urlsplit(good).query)["signature"][0]
+        refused = {
+            "expired": signer.sign(object_key, "GET", 60, now=time.time() - 3600),
+            "another key": good.replace(object_key, other_key),
+            "wrong method (PUT URL used to GET)": signer.sign(object_key, "PUT", 60),
+            "method swapped in the query": with_query(good, method="PUT"),
+            "tampered signature": with_query(
+                good, signature=signature[:-1] + ("0" if signature[-1] != "0" else "1")
+            ),
+            "extended expiry": with_query(good, expires=str(int(time.time()) + 10_000)),
+            "another signing key": UrlSigner("another-secret", events_service.url).sign(
+                object_key, "GET", 60
+            ),
+        }
+        for case, url in refused.items():
+            response = await client.get(url)
+            assert response.status_code == 403, case
+            assert response.json()["error"] == "forbidden", case
+            assert signature not in response.text
+        get_url_for_put = await client.put(good, content=b"overwrite")
+        assert get_url_for_put.status_code == 403
+        assert (await client.get(good)).content == b"x"
+        missing = await client.get(good.replace(object_key, other_key).replace(signature, "0"))
+        assert missing.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        "/v1/storage/jobs/%2E%2E/%2E%2E/etc/passwd",
+        "/v1/storage/jobs/x/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/v1/storage/%2Fetc%2Fpasswd",
+        "/v1/storage/jobs//x",
+    ],
+)
+async def test_traversal_keys_are_refused(events_service, raw_path):
+    query = f"method=GET&expires={int(time.time()) + 60}&signature={'0' * 64}"
+    async with httpx.AsyncClient(base_url=events_service.url) as client:
+        # A raw URL, so neither httpx nor anything else normalises the dots away.
+        response = await client.send(
+            httpx.Request("GET", httpx.URL(f"{events_service.url}{raw_path}?{query}"))
+        )
+    assert response.status_code in (400, 404), response.text
+    assert "root:" not in response.text
+
+
+async def test_uploads_have_a_size_limit(signer, events_service):
+    object_key = key()
+    async with httpx.AsyncClient() as client:
+        declared = await client.put(
+            signer.sign(object_key, "PUT", 60), content=b"x" * (events_service.settings.max_upload_bytes + 1)
+        )
+        assert declared.status_code == 413
+
+        async def chunks():
+            for _ in range(events_service.settings.max_upload_bytes // 65536 + 2):
+                yield b"y" * 65536
+
+        streamed = await client.put(signer.sign(object_key, "PUT", 60), content=chunks())
+        assert streamed.status_code == 413
+        assert (await client.get(signer.sign(object_key, "GET", 60))).status_code == 404

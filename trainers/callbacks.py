@@ -1,0 +1,137 @@
+"""A small synchronous client for the callback API (`VTP_CALLBACK_URL`), used by trainers and the runner.
+
+Transient failures (connection errors, timeouts, 429, 5xx) are retried briefly; anything else raises
+`CallbackError` at once. The token goes only to the callback URL, never to a signed storage URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from contracts.callbacks import ArtifactUploadAnswer, HeartbeatAnswer
+from trainers.env import TrainerEnv
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+
+
+class CallbackError(Exception):
+    """A callback that failed for good (refused token, rejected body, or retries exhausted)."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _transient(response: httpx.Response) -> bool:
+    return response.status_code == 429 or response.status_code >= 500
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _read_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            yield chunk
+
+
+class CallbackClient:
+    def __init__(
+        self,
+        callback_url: str,
+        token: str,
+        traceparent: str | None = None,
+        timeout: float = 30.0,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        if traceparent:
+            headers["traceparent"] = traceparent
+        self._api = httpx.Client(base_url=callback_url.rstrip("/") + "/", headers=headers, timeout=timeout)
+        self._storage = httpx.Client(timeout=timeout)
+        self._retry_delays = retry_delays
+
+    @classmethod
+    def from_env(cls, env: TrainerEnv) -> CallbackClient:
+        return cls(env.callback_url, env.callback_token, env.traceparent)
+
+    def close(self) -> None:
+        self._api.close()
+        self._storage.close()
+
+    def __enter__(self) -> CallbackClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def heartbeat(self) -> HeartbeatAnswer:
+        """Report liveness; the answer says whether to stop."""
+        return HeartbeatAnswer.model_validate(self._post("heartbeat", {}).json())
+
+    def progress(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        self._post("progress", {"epoch": epoch, "epochs": epochs, "metrics": metrics})
+
+    def log(self, message: str, level: str = "info") -> None:
+        self._post("log", {"level": level, "message": message[:10_000]})
+
+    def done(self, status: str, reason: str | None = None, metrics: dict[str, Any] | None = None) -> None:
+        body: dict[str, Any] = {"status": status, "metrics": metrics or {}}
+        if reason is not None:
+            body["reason"] = reason[:10_000]
+        self._post("done", body)
+
+    def upload_artifact(self, path: Path, name: str) -> None:
+        """Ask for a signed upload URL, PUT the file there (streamed), then report it with size and sha256."""
+        size, sha256 = file_digest(path)
+        answer = ArtifactUploadAnswer.model_validate(self._post("artifacts", {"name": name}).json())
+        self._with_retries(
+            f"upload of {name}",
+            lambda: self._storage.put(
+                answer.upload_url,
+                content=_read_chunks(path),
+                headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+            ),
+        )
+        self._post("artifacts/complete", {"name": name, "size": size, "sha256": sha256})
+
+    def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return self._with_retries(f"callback {path}", lambda: self._api.post(path, json=body))
+
+    def _with_retries(self, what: str, send: Callable[[], httpx.Response]) -> httpx.Response:
+        for attempt, delay in enumerate((*self._retry_delays, None)):
+            try:
+                response = send()
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.is_success:
+                    return response
+                if not _transient(response):
+                    raise CallbackError(
+                        f"{what} refused with {response.status_code}: {response.text[:500]}",
+                        response.status_code,
+                    )
+                problem = f"status {response.status_code}"
+            if delay is None:
+                raise CallbackError(f"{what} failed after {attempt + 1} tries: {problem}")
+            log.warning("%s failed (%s), retrying in %.1fs", what, problem, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")

@@ -1,0 +1,5 @@
+import sys
+
+from trainers.timm.main import main
+
+sys.exit(main())

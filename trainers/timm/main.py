@@ -1,0 +1,84 @@
+"""`python -m trainers.timm`: read the trainer environment, fetch the dataset, train, upload `model.pt`
+(a plain state_dict) and `classes.json`, report done. Exit 0 when succeeded or cancelled, 1 on failure."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from trainers import logs
+from trainers.callbacks import CallbackClient, CallbackError
+from trainers.datasets import download, safe_extract
+from trainers.env import TrainerEnv
+from trainers.heartbeat import Heartbeat
+
+log = logging.getLogger("trainers.timm")
+
+SUPPORTED_FORMATS = ("imagefolder",)
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str
+    reason: str | None = None
+    metrics: dict[str, float | int] = field(default_factory=dict)
+
+
+def run(env: TrainerEnv, client: CallbackClient, heartbeat: Heartbeat, work: Path) -> Result:
+    if env.dataset_format not in SUPPORTED_FORMATS:
+        raise ValueError(f"dataset format {env.dataset_format!r} is not supported by timm (imagefolder only)")
+    # Imported only now: a job that cannot run fails fast, without paying for torch.
+    import torch
+
+    from trainers.timm import training
+
+    training.configure_threads()
+    archive = download(env.dataset_url, work / "dataset.archive")
+    root = safe_extract(archive, work / "dataset")
+    archive.unlink()
+    if heartbeat.stop_requested.is_set():
+        return Result("cancelled", heartbeat.stop_reason)
+
+    def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        log.info("epoch %d/%d %s", epoch, epochs, metrics)
+        client.progress(epoch, epochs, metrics)
+
+    outcome = training.train(env.spec, root, heartbeat.stop_requested, on_epoch)
+    if outcome.stopped:
+        return Result("cancelled", heartbeat.stop_reason, {"epochs": outcome.epochs_done})
+    model_path, classes_path = work / "model.pt", work / "classes.json"
+    torch.save(outcome.state_dict, model_path)
+    classes_path.write_text(json.dumps(outcome.classes))
+    client.upload_artifact(model_path, "model.pt")
+    client.upload_artifact(classes_path, "classes.json")
+    return Result("succeeded", metrics={**outcome.metrics, "epochs": outcome.epochs_done})
+
+
+def main() -> int:
+    logs.configure()
+    env = TrainerEnv.from_environ()
+    client = CallbackClient.from_env(env)
+    heartbeat = Heartbeat(client, env.heartbeat_interval).start()
+    try:
+        try:
+            with tempfile.TemporaryDirectory(prefix="vtp-timm-") as work:
+                result = run(env, client, heartbeat, Path(work))
+        except Exception as exc:
+            log.exception("training failed")
+            result = Result("failed", f"{type(exc).__name__}: {exc}")
+        # `done` is the attempt's last word: no heartbeat may follow it.
+        heartbeat.close()
+        client.done(result.status, reason=result.reason, metrics=result.metrics)
+    except CallbackError as exc:
+        log.error("could not report the outcome: %s", exc)
+        return 1
+    finally:
+        heartbeat.close()
+        client.close()
+    return 1 if result.status == "failed" else 0

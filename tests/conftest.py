@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +34,9 @@ def nats_server(session_dir: Path) -> Iterator[NatsServer]:
 def postgres_url(session_dir: Path) -> str:
     """The embedded server stops when the test process exits."""
     return start_postgres(session_dir / "pg", database="vtp_test")
+
+
+@pytest.fixture(scope="session")
+def database_url_for(session_dir: Path, postgres_url: str) -> Callable[[str], str]:
+    """Another database on the same server, for a suite that needs tables of its own."""
+    return lambda name: start_postgres(session_dir / "pg", database=name)

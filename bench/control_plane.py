@@ -1,0 +1,420 @@
+"""Control-plane benchmark (not a test): how fast the platform accepts, schedules and streams jobs.
+
+It starts its own nats-server, Postgres and `vtp up` in a temporary folder, and drives them with:
+- a lean HTTP client (bench/lean_http.py) submitting jobs through REST;
+- a LOAD GENERATOR standing in for runner + trainer: it pulls dispatch messages of the `bench` pools and makes
+  the trainer callbacks (heartbeat, progress, done) at once, so jobs finish without training anything.
+
+It prints, side by side in one run:
+- the floor: raw JetStream publish -> pull-consume round trip at 50 msg/s;
+- submit -> QUEUED latency at a paced 50 submits/s;
+- submits/s accepted with N submits in flight, the time until every job reached QUEUED, jobs/s to SUCCEEDED;
+- callback -> SSE latency with 200 SSE clients connected.
+
+Run: `python bench/control_plane.py [--jobs 2000] [--sse-clients 200]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.lean_http import LeanConnection, open_sse
+from contracts import subjects
+from contracts.dispatch import DispatchJob
+from services.common.nats import connect, ensure_pool_consumer, ensure_streams
+from vtp.embedded.nats_server import start_nats_server
+from vtp.embedded.ports import free_port
+from vtp.embedded.postgres import start_postgres
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def ms(values: list[float]) -> str:
+    p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
+    return f"p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   (n={len(values)})"
+
+
+def ratio(values: list[float], floor: list[float]) -> str:
+    p50 = percentile(values, 0.5) / percentile(floor, 0.5)
+    p99 = percentile(values, 0.99) / percentile(floor, 0.99)
+    return f"p50 x{p50:6.1f}          p99 x{p99:6.1f}"
+
+
+def row(label: str, figures: str) -> None:
+    print(f"{label:52} {figures}")
+
+
+async def paced(count: int, rate: float, action: Callable[[int], Awaitable[None]]) -> None:
+    """Start `action(i)` at a steady rate (open loop: a slow answer does not slow the schedule)."""
+    start = time.perf_counter()
+    tasks = []
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(action(i)))
+    await asyncio.gather(*tasks)
+
+
+async def jetstream_floor(nats_url: str, count: int = 500, rate: float = 50) -> list[float]:
+    """Raw JetStream publish -> pull-consume round trip on a throwaway stream: the floor under everything."""
+    nc = await connect(nats_url, "bench-floor")
+    js = nc.jetstream()
+    await js.add_stream(name="BENCH_FLOOR", subjects=["bench.floor"])
+    sub = await js.pull_subscribe("bench.floor", durable="floor")
+    latencies: list[float] = []
+
+    async def consume() -> None:
+        while len(latencies) < count:
+            try:
+                msgs = await sub.fetch(batch=32, timeout=1)
+            except TimeoutError:
+                continue
+            now = time.perf_counter()
+            for msg in msgs:
+                latencies.append(now - float(msg.data))
+                await msg.ack()
+
+    consumer = asyncio.create_task(consume())
+    await paced(count, rate, lambda _: js.publish("bench.floor", str(time.perf_counter()).encode()))
+    await asyncio.wait_for(consumer, 30)
+    await js.delete_stream("BENCH_FLOOR")
+    await nc.close()
+    return latencies
+
+
+class LoadGeneratorTrainer:
+    """Stands in for runner + trainer: takes dispatch messages and makes the trainer's callbacks at once.
+
+    With `hold=True` it only says heartbeat (the job becomes RUNNING) and keeps the token, so the benchmark
+    can send progress callbacks later and time them to the SSE clients.
+    """
+
+    def __init__(self, nats_url: str, pool: str, hold: bool = False) -> None:
+        self.nats_url, self.pool, self.hold = nats_url, pool, hold
+        self.held: dict[str, DispatchJob] = {}
+        self._connections: asyncio.Queue[LeanConnection] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.nc = await connect(self.nats_url, f"bench-trainer-{self.pool}")
+        js = self.nc.jetstream()
+        await ensure_streams(js)
+        await ensure_pool_consumer(js, self.pool)
+        self.sub = await js.pull_subscribe_bind(
+            durable=subjects.pool_consumer(self.pool), stream=subjects.DISPATCH_STREAM
+        )
+        self._task = asyncio.create_task(self._run())
+
+    async def callback(self, job: DispatchJob, kind: str, body: dict) -> None:
+        """POST one callback with this job's token, on a pooled keep-alive connection."""
+        if self._connections.empty():
+            connection = LeanConnection(job.callback_url, {})
+        else:
+            connection = self._connections.get_nowait()
+        try:
+            auth = f"Authorization: Bearer {job.callback_token}\r\n"
+            response = await connection.request(
+                "POST", f"/v1/callbacks/{kind}", json.dumps(body).encode(), auth
+            )
+            if response.status >= 300:
+                raise RuntimeError(f"callback {kind} answered {response.status}: {response.body[:200]!r}")
+        finally:
+            self._connections.put_nowait(connection)
+
+    async def _finish(self, job: DispatchJob) -> None:
+        await self.callback(job, "heartbeat", {})
+        if self.hold:
+            self.held[job.job_id] = job
+            return
+        await self.callback(job, "progress", {"epoch": 1, "epochs": 1, "metrics": {"train_loss": 0.1}})
+        await self.callback(job, "done", {"status": "succeeded", "metrics": {"val_accuracy": 1.0}})
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                msgs = await self.sub.fetch(batch=64, timeout=0.2)
+            except TimeoutError:
+                continue
+            jobs = [DispatchJob.model_validate_json(msg.data) for msg in msgs]
+            await asyncio.gather(*(self._finish(job) for job in jobs))
+            await asyncio.gather(*(msg.ack() for msg in msgs))
+
+    async def wait_holding(self, count: int) -> None:
+        while len(self.held) < count:  # noqa: ASYNC110 - polling a plain dict filled by the fetch loop
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self.nc.close()
+
+
+class EventWatch:
+    """Times when each job's event of a type appears (core NATS subscription on the event subjects)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, dict[str, float]] = {}
+
+    async def start(self, nats_url: str) -> None:
+        self.nc = await connect(nats_url, "bench-watch")
+
+        async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
+            _, _, _, job_id, kind = msg.subject.split(".", 4)
+            self.seen.setdefault(kind, {}).setdefault(job_id, time.perf_counter())
+
+        await self.nc.subscribe(subjects.EVENTS_ALL, cb=on_event)
+
+    def count(self, kind: str, job_ids: set[str]) -> int:
+        return len(job_ids & self.seen.get(kind, {}).keys())
+
+    async def wait_for(self, kind: str, job_ids: set[str], limit_s: float) -> float:
+        deadline = time.perf_counter() + limit_s
+        while self.count(kind, job_ids) < len(job_ids):
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{self.count(kind, job_ids)}/{len(job_ids)} jobs reached {kind}")
+            await asyncio.sleep(0.02)
+        return max(self.seen[kind][job_id] for job_id in job_ids)
+
+
+class Submitter:
+    def __init__(self, api_url: str, key: str, dataset: str, connections: int) -> None:
+        headers = {"Authorization": f"Bearer {key}"}
+        self.pool_of_connections: asyncio.Queue[LeanConnection] = asyncio.Queue()
+        for _ in range(connections):
+            self.pool_of_connections.put_nowait(LeanConnection(api_url, headers))
+        self.dataset = dataset
+        self.submitted_at: dict[str, float] = {}
+        self.failures: list[str] = []
+
+    async def submit(self, pool: str) -> str | None:
+        body = json.dumps(
+            {
+                "framework": "timm",
+                "task": "classify",
+                "model": "resnet18",
+                "dataset": self.dataset,
+                "pool": pool,
+                "hyperparameters": {"epochs": 1},
+            }
+        ).encode()
+        connection = await self.pool_of_connections.get()
+        try:
+            started = time.perf_counter()
+            response = await connection.request("POST", "/v1/jobs", body)
+        finally:
+            self.pool_of_connections.put_nowait(connection)
+        if response.status != 202:
+            self.failures.append(f"{response.status} {response.body[:200]!r}")
+            return None
+        job_id = str(response.json()["id"])
+        self.submitted_at[job_id] = started
+        return job_id
+
+
+def start_platform(
+    folder: Path, nats_url: str, monitor_url: str, database_url: str
+) -> tuple[subprocess.Popen, str, str]:
+    port = free_port()
+    env = {**os.environ, "NATS_URL": nats_url, "NATS_MONITOR_URL": monitor_url, "DATABASE_URL": database_url}
+    log = (folder / "vtp-up.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vtp.cli", "up", "--data-dir", str(folder / "platform"), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    client_env = folder / "platform" / "client.env"
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"vtp up exited; see {folder / 'vtp-up.log'}")
+        if client_env.exists():
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("platform did not start")
+        time.sleep(0.2)
+    key = next(
+        line.split("=", 1)[1]
+        for line in client_env.read_text().splitlines()
+        if line.startswith("VTP_API_KEY=")
+    )
+    return process, url, key.strip()
+
+
+def upload_dataset(url: str, key: str, folder: Path) -> str:
+    from vtp.synthetic import make_imagefolder_archive
+
+    archive = make_imagefolder_archive(folder / "shapes.zip", train_per_class=2, val_per_class=1, size=32)
+    with archive.open("rb") as file:
+        response = httpx.post(
+            f"{url}/v1/datasets",
+            headers={"Authorization": f"Bearer {key}"},
+            data={"name": "bench", "format": "imagefolder"},
+            files={"file": ("shapes.zip", file, "application/zip")},
+            timeout=30,
+        )
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+async def sse_latency(
+    api_url: str, key: str, trainer: LoadGeneratorTrainer, clients: int, callbacks: int, rate: float
+) -> list[float]:
+    """Connect `clients` SSE clients over the held jobs, then time progress callbacks to each of them."""
+    jobs = list(trainer.held.values())
+    latencies: list[float] = []
+    readers = [
+        await open_sse(
+            api_url, f"/v1/jobs/{jobs[i % len(jobs)].job_id}/events", {"Authorization": f"Bearer {key}"}
+        )
+        for i in range(clients)
+    ]
+
+    async def read(reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                data = json.loads(line[5:])
+            except ValueError:
+                continue
+            sent = data.get("payload", {}).get("metrics", {}).get("bench_sent_at")
+            if data.get("type") == "job.progress" and sent is not None:
+                latencies.append(time.time() - sent)
+
+    tasks = [asyncio.create_task(read(reader)) for reader in readers]
+    await asyncio.sleep(2)  # every client past its history replay
+    latencies.clear()
+
+    async def send(i: int) -> None:
+        job = jobs[i % len(jobs)]
+        metrics = {"bench_sent_at": time.time()}
+        await trainer.callback(
+            job, "progress", {"epoch": 1 + i // len(jobs), "epochs": 10_000, "metrics": metrics}
+        )
+
+    await paced(callbacks, rate, send)
+    await asyncio.sleep(2)
+    for task in tasks:
+        task.cancel()
+    for job in jobs:
+        await trainer.callback(job, "done", {"status": "succeeded"})
+    return latencies
+
+
+async def run(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="vtp-bench-") as tmp:
+        folder = Path(tmp)
+        nats = start_nats_server(folder / "nats")
+        database_url = start_postgres(folder / "pg")
+        print("measuring the JetStream floor …", flush=True)
+        floor = await jetstream_floor(nats.url)
+        process, api_url, key = start_platform(folder, nats.url, nats.monitor_url, database_url)
+        try:
+            dataset = upload_dataset(api_url, key, folder)
+            watch = EventWatch()
+            await watch.start(nats.url)
+            trainer = LoadGeneratorTrainer(nats.url, "bench")
+            await trainer.start()
+            submitter = Submitter(api_url, key, dataset, connections=args.connections)
+
+            print(f"paced: {args.paced} submits at 50/s …", flush=True)
+            paced_ids: set[str] = set()
+
+            async def submit_one(_: int) -> None:
+                if job_id := await submitter.submit("bench"):
+                    paced_ids.add(job_id)
+
+            await paced(args.paced, 50, submit_one)
+            await watch.wait_for("queued", paced_ids, 60)
+            to_queued = [watch.seen["queued"][j] - submitter.submitted_at[j] for j in paced_ids]
+            await watch.wait_for("succeeded", paced_ids, 120)
+
+            print(f"burst: {args.jobs} submits, {args.connections} in flight …", flush=True)
+            burst_ids: set[str] = set()
+            started = time.perf_counter()
+
+            async def burst_worker(share: int) -> None:
+                for _ in range(share):
+                    if job_id := await submitter.submit("bench"):
+                        burst_ids.add(job_id)
+
+            shares = [
+                args.jobs // args.connections + (1 if i < args.jobs % args.connections else 0)
+                for i in range(args.connections)
+            ]
+            await asyncio.gather(*(burst_worker(share) for share in shares))
+            accepted_s = time.perf_counter() - started
+            all_queued = await watch.wait_for("queued", burst_ids, 300) - started
+            all_done = await watch.wait_for("succeeded", burst_ids, 600) - started
+
+            print(f"SSE: {args.sse_clients} clients …", flush=True)
+            holder = LoadGeneratorTrainer(nats.url, "bench-sse", hold=True)
+            await holder.start()
+            sse_jobs = {await submitter.submit("bench-sse") for _ in range(args.sse_jobs)} - {None}
+            await holder.wait_holding(len(sse_jobs))
+            to_sse = await sse_latency(api_url, key, holder, args.sse_clients, args.sse_callbacks, 50)
+            await holder.stop()
+            await trainer.stop()
+
+            n = len(burst_ids)
+            print()
+            row("JetStream publish->consume (floor), 50 msg/s", ms(floor))
+            row("submit->QUEUED at 50 submits/s", ms(to_queued))
+            row("  ratio to floor", ratio(to_queued, floor))
+            row(f"callback->SSE, {args.sse_clients} clients", ms(to_sse))
+            row("  ratio to floor", ratio(to_sse, floor))
+            row(
+                f"submits accepted ({args.jobs} jobs, {args.connections} in flight)",
+                f"{n / accepted_s:8.0f} /s   ({n} accepted, {len(submitter.failures)} refused)",
+            )
+            row("  every job QUEUED after", f"{all_queued:8.2f} s  ({n / all_queued:.0f} jobs/s)")
+            row("  every job SUCCEEDED after", f"{all_done:8.2f} s  ({n / all_done:.0f} jobs/s end to end)")
+            if submitter.failures:
+                print("first refusals:", submitter.failures[:3])
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
+            nats.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=2000, help="submits in the burst phase")
+    parser.add_argument("--connections", type=int, default=64, help="submits in flight in the burst phase")
+    parser.add_argument("--paced", type=int, default=500, help="submits in the paced 50/s phase")
+    parser.add_argument("--sse-clients", type=int, default=200)
+    parser.add_argument("--sse-jobs", type=int, default=20, help="jobs the SSE clients are spread over")
+    parser.add_argument(
+        "--sse-callbacks", type=int, default=500, help="progress callbacks timed to SSE (50/s)"
+    )
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Wiring of the api service: settings, connections, background consumers, routes, error rendering.
+
+`create_app(settings)` builds the app (tests); `main()` runs it from the environment (`vtp serve api`).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.api.errors import ApiError
+from services.api.feed import EventFeed
+from services.api.messaging import NatsCommandPublisher
+from services.api.read_model import ReadModelConsumer
+from services.api.routes import datasets, events, health, jobs
+from services.api.settings import ApiSettings
+from services.common.db import make_engine, make_sessionmaker
+from services.common.nats import connect, ensure_streams
+from services.common.storage import make_storage
+
+log = logging.getLogger(__name__)
+
+
+def _lifespan(settings: ApiSettings) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nc = await connect(settings.nats_url, "vtp-api")
+        js = nc.jetstream()
+        await ensure_streams(js)
+        engine = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        feed = EventFeed(js)
+        read_model = ReadModelConsumer(js, sessions)
+        app.state.settings = settings
+        app.state.nats = nc
+        app.state.sessions = sessions
+        app.state.storage = make_storage(
+            settings.storage_dir, settings.storage_signing_key, settings.events_url
+        )
+        app.state.publisher = NatsCommandPublisher(js)
+        app.state.feed = feed
+        app.state.read_model = read_model
+        await feed.start()
+        await read_model.start()
+        # Start-up objects live for the whole process: keep them out of every future GC pass.
+        gc.freeze()
+        try:
+            yield
+        finally:
+            await read_model.stop()
+            await feed.stop()
+            await nc.drain()
+            await engine.dispose()
+
+    return lifespan
+
+
+def _error(status: int, error: str, detail: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _error(exc.status, exc.code, exc.detail)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return _error(422, "validation_error", detail)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+    response = _error(exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", exc)
+    return _error(503, "unavailable", "the database is unavailable; retry later")
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    app = FastAPI(
+        title="Vision Training Platform API",
+        version="1.0.0",
+        description="Submit vision training jobs, upload datasets, follow jobs live over Server-Sent Events.",
+        lifespan=_lifespan(settings),
+    )
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.include_router(health.router)
+    app.include_router(datasets.router)
+    app.include_router(jobs.router)
+    app.include_router(events.router)
+    return app
+
+
+def main() -> None:
+    """Run the api from the environment (`VTP_API_HOST`, `VTP_API_PORT`, `NATS_URL`, `DATABASE_URL`, ...)."""
+    settings = ApiSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

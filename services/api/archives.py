@@ -1,0 +1,75 @@
+"""Light structural checks of an uploaded dataset archive (.zip or .tar.gz). Full validation (images decode,
+classes match between splits) happens later; this only catches uploads that cannot be a dataset."""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from collections.abc import Iterable
+from typing import BinaryIO, Literal
+
+ArchiveKind = Literal["zip", "tar.gz"]
+SPLITS = ("train", "val")
+
+
+class InvalidArchive(Exception):
+    """The upload is not a readable .zip / .tar.gz, or lacks the layout its format requires."""
+
+
+def archive_kind(file: BinaryIO) -> ArchiveKind:
+    file.seek(0)
+    magic = file.read(4)
+    file.seek(0)
+    if magic.startswith(b"PK\x03\x04") or magic.startswith(b"PK\x05\x06"):
+        return "zip"
+    if magic.startswith(b"\x1f\x8b"):
+        return "tar.gz"
+    raise InvalidArchive("the file is not a .zip or .tar.gz archive")
+
+
+def member_names(file: BinaryIO, kind: ArchiveKind) -> list[str]:
+    """Names of the regular files in the archive."""
+    file.seek(0)
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(file) as archive:
+                return [info.filename for info in archive.infolist() if not info.is_dir()]
+        with tarfile.open(fileobj=file, mode="r:gz") as archive:
+            return [member.name for member in archive.getmembers() if member.isfile()]
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        raise InvalidArchive(f"the {kind} archive cannot be read: {exc}") from exc
+    finally:
+        file.seek(0)
+
+
+def check_imagefolder(names: Iterable[str]) -> dict[str, list[str]]:
+    """`train/<class>/<file>` and `val/<class>/<file>`, optionally under one top-level folder.
+
+    Returns the classes found per split.
+    """
+    paths = [[part for part in name.split("/") if part not in ("", ".")] for name in names]
+    paths = [p for p in paths if p and not p[0].startswith("__MACOSX")]
+    roots = {p[0] for p in paths}
+    if len(roots) == 1 and not roots & set(SPLITS):
+        paths = [p[1:] for p in paths]
+    classes: dict[str, set[str]] = {split: set() for split in SPLITS}
+    for parts in paths:
+        if len(parts) >= 3 and parts[0] in classes:
+            classes[parts[0]].add(parts[1])
+    missing = [split for split in SPLITS if not classes[split]]
+    if missing:
+        raise InvalidArchive(
+            "imagefolder needs class folders with files under "
+            + " and ".join(f"{split}/" for split in missing)
+            + " (layout: train/<class>/<image>, val/<class>/<image>)"
+        )
+    return {split: sorted(found) for split, found in classes.items()}
+
+
+def inspect(file: BinaryIO, dataset_format: str) -> ArchiveKind:
+    """Blocking: run it in a worker thread."""
+    kind = archive_kind(file)
+    names = member_names(file, kind)
+    if dataset_format == "imagefolder":
+        check_imagefolder(names)
+    return kind

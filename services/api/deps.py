@@ -1,0 +1,66 @@
+"""FastAPI dependencies as `Annotated` aliases: what a route needs, resolved from the app's state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api import service
+from services.api.feed import EventFeed
+from services.api.models import Project
+from services.api.read_model import ReadModelConsumer
+from services.api.service import CommandPublisher
+from services.api.settings import ApiSettings
+from services.common.storage import Storage
+
+bearer = HTTPBearer(
+    auto_error=False, description="An API key of your project: `Authorization: Bearer <key>`."
+)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+# scope="function": the session (and its pooled connection) is released when the route returns, before a
+# streamed response (SSE, downloads) starts, so long-lived streams never hold database connections.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def current_project(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Project:
+    return await service.authenticate(session, credentials.credentials if credentials else None)
+
+
+def get_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_storage(request: Request) -> Storage:
+    return request.app.state.storage  # type: ignore[no-any-return]
+
+
+def get_publisher(request: Request) -> CommandPublisher:
+    return request.app.state.publisher  # type: ignore[no-any-return]
+
+
+def get_feed(request: Request) -> EventFeed:
+    return request.app.state.feed  # type: ignore[no-any-return]
+
+
+def get_read_model(request: Request) -> ReadModelConsumer:
+    return request.app.state.read_model  # type: ignore[no-any-return]
+
+
+CurrentProject = Annotated[Project, Depends(current_project, scope="function")]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+PublisherDep = Annotated[CommandPublisher, Depends(get_publisher)]
+FeedDep = Annotated[EventFeed, Depends(get_feed)]
+ReadModelDep = Annotated[ReadModelConsumer, Depends(get_read_model)]

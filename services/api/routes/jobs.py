@@ -1,0 +1,118 @@
+"""`/v1/jobs`: submit, read, list, cancel; artifacts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from contracts.jobs import JobState
+from services.api import service
+from services.api.deps import CurrentProject, PublisherDep, SessionDep, StorageDep
+from services.api.errors import NotFound
+from services.api.schemas import ArtifactOut, ErrorOut, JobCreate, JobOut, JobPage
+from services.common.storage import InvalidKey, ObjectNotFound
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+
+
+class CancelRequest(BaseModel):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses=ERRORS,
+)
+async def submit_job(
+    body: JobCreate,
+    project: CurrentProject,
+    session: SessionDep,
+    publisher: PublisherDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> JobOut:
+    """Submit a training job. It is accepted (202) once the submit command is durably queued; follow it at
+    `Location` or over `/v1/jobs/{id}/events`. With `Idempotency-Key`, a retry returns the same job
+    (`Idempotent-Replayed: true`), also when retries race."""
+    result = await service.submit_job(
+        session, publisher, project.id, body, idempotency_key, datetime.now(UTC)
+    )
+    await session.commit()
+    # A replay answers like the original request (202), marked so a client can tell.
+    response.headers["Location"] = f"/v1/jobs/{result.job.id}"
+    response.headers["Idempotent-Replayed"] = "false" if result.created else "true"
+    return JobOut.of(result.job)
+
+
+@router.get("", response_model=JobPage, responses=ERRORS)
+async def list_jobs(
+    project: CurrentProject,
+    session: SessionDep,
+    state: JobState | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> JobPage:
+    """Jobs of the caller's project, newest first."""
+    jobs, next_cursor = await service.list_jobs(session, project.id, state, limit, cursor)
+    return JobPage(items=[JobOut.of(job) for job in jobs], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
+async def get_job(job_id: str, project: CurrentProject, session: SessionDep) -> JobOut:
+    return JobOut.of(await service.get_job(session, project.id, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel", status_code=202, response_model=JobOut, responses={**ERRORS, 409: {"model": ErrorOut}}
+)
+async def cancel_job(
+    job_id: str,
+    project: CurrentProject,
+    session: SessionDep,
+    publisher: PublisherDep,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> JobOut:
+    """Ask for the job to stop. 409 when it already finished."""
+    reason = body.reason if body and body.reason else "cancelled by user"
+    job = await service.cancel_job(session, publisher, project.id, job_id, reason, datetime.now(UTC))
+    return JobOut.of(job)
+
+
+@router.get("/{job_id}/artifacts", response_model=list[ArtifactOut], responses=ERRORS)
+async def list_artifacts(job_id: str, project: CurrentProject, session: SessionDep) -> list[ArtifactOut]:
+    """The job's artifacts by name (a bare list: a job has few)."""
+    artifacts = await service.list_artifacts(session, project.id, job_id)
+    return [ArtifactOut.of(artifact) for artifact in artifacts]
+
+
+@router.get(
+    "/{job_id}/artifacts/{name}",
+    response_class=StreamingResponse,
+    responses={**ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+)
+async def download_artifact(
+    job_id: str, name: str, project: CurrentProject, session: SessionDep, storage: StorageDep
+) -> StreamingResponse:
+    artifact = await service.get_artifact(session, project.id, job_id, name)
+    try:
+        info = await storage.stat(artifact.storage_key)
+    except (ObjectNotFound, InvalidKey) as exc:
+        raise NotFound(f"artifact {name!r} of job {job_id} is recorded but its file is missing") from exc
+    return StreamingResponse(
+        storage.read_stream(artifact.storage_key),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(info.size),
+            "Content-Disposition": f'attachment; filename="{artifact.name}"',
+            "X-Checksum-SHA256": artifact.sha256,
+        },
+    )

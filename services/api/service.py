@@ -1,0 +1,369 @@
+"""The api's decisions: who is calling, what a submit/cancel does, how an event changes the read model.
+
+Functions take the caller's session and never commit (the route or consumer owns the transaction). Nothing
+here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO, Protocol, get_args
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.commands import CancelJob, DatasetRef, SubmitJob
+from contracts.events import JobEvent
+from contracts.jobs import EventType, JobState
+from services.api import archives, repository
+from services.api.errors import BadRequest, Conflict, InvalidField, NotFound, PayloadTooLarge, Unauthorized
+from services.api.keys import hash_key
+from services.api.models import Artifact, Dataset, Job, Project
+from services.api.schemas import DatasetFormat, JobCreate
+from services.common import storage as storage_keys
+from services.common.storage import ObjectTooLarge, Storage
+
+DATASET_FORMATS: tuple[str, ...] = get_args(DatasetFormat)
+CHUNK = 1024 * 1024
+
+
+class CommandPublisher(Protocol):
+    """Publishes a command and returns once JetStream has stored it (PubAck)."""
+
+    async def submit(self, command: SubmitJob) -> None: ...
+    async def cancel(self, command: CancelJob) -> None: ...
+
+
+def new_trace_id() -> str:
+    """A W3C trace id: 32 lowercase hex digits, not all zero."""
+    while (trace_id := secrets.token_hex(16)) == "0" * 32:
+        pass
+    return trace_id
+
+
+# Auth
+
+
+async def authenticate(session: AsyncSession, api_key: str | None) -> Project:
+    if not api_key:
+        raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
+    project = await repository.project_by_key_hash(session, hash_key(api_key))
+    if project is None:
+        raise Unauthorized("invalid API key")
+    return project
+
+
+# Datasets
+
+
+def _safe_filename(filename: str | None, kind: archives.ArchiveKind) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.\-]", "_", (filename or "").rsplit("/", 1)[-1]).lstrip(".")
+    extension = ".zip" if kind == "zip" else ".tar.gz"
+    if not base.endswith(extension) and not (kind == "tar.gz" and base.endswith(".tgz")):
+        base = (base or "dataset") + extension
+    return base[-200:]
+
+
+async def _chunks(file: BinaryIO, digest: Any) -> AsyncIterator[bytes]:
+    file.seek(0)
+    while chunk := await anyio.to_thread.run_sync(file.read, CHUNK):
+        digest.update(chunk)
+        yield chunk
+
+
+async def create_dataset(
+    session: AsyncSession,
+    storage: Storage,
+    project_id: str,
+    name: str,
+    dataset_format: str,
+    filename: str | None,
+    file: BinaryIO,
+    max_bytes: int,
+    now: datetime,
+) -> Dataset:
+    """Check the archive's structure, stream it to storage, and record it."""
+    if dataset_format not in DATASET_FORMATS:
+        raise InvalidField(
+            ("body", "format"),
+            f"unsupported dataset format {dataset_format!r}; one of {list(DATASET_FORMATS)}",
+        )
+    size = await anyio.to_thread.run_sync(lambda: file.seek(0, 2))
+    if size > max_bytes:
+        raise PayloadTooLarge(f"dataset archive is {size} bytes; the limit is {max_bytes} bytes")
+    try:
+        kind = await anyio.to_thread.run_sync(archives.inspect, file, dataset_format)
+    except archives.InvalidArchive as exc:
+        raise BadRequest(str(exc), {"field": "file", "message": str(exc)}) from exc
+    dataset_id = uuid.uuid4().hex
+    stored_name = _safe_filename(filename, kind)
+    key = storage_keys.dataset_key(dataset_id, stored_name)
+    digest = hashlib.sha256()
+    try:
+        info = await storage.put_stream(key, _chunks(file, digest), max_bytes=max_bytes)
+    except ObjectTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from exc
+    dataset = Dataset(
+        id=dataset_id,
+        project_id=project_id,
+        name=name,
+        format=dataset_format,
+        filename=stored_name,
+        storage_key=key,
+        size=info.size,
+        sha256=digest.hexdigest(),
+        created_at=now,
+    )
+    await repository.add_dataset(session, dataset)
+    return dataset
+
+
+async def get_dataset(session: AsyncSession, project_id: str, dataset_id: str) -> Dataset:
+    dataset = await repository.get_dataset(session, project_id, dataset_id)
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return dataset
+
+
+async def list_datasets(session: AsyncSession, project_id: str, limit: int) -> list[Dataset]:
+    return await repository.list_datasets(session, project_id, limit)
+
+
+# Jobs
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    created: bool
+
+
+async def submit_job(
+    session: AsyncSession,
+    publisher: CommandPublisher,
+    project_id: str,
+    request: JobCreate,
+    idempotency_key: str | None,
+    now: datetime,
+) -> Submitted:
+    """Insert the read-model row, publish `SubmitJob` (awaiting the PubAck); the caller then commits.
+
+    With an idempotency key, a retry (also a concurrent one) returns the job of the first request.
+    """
+    if idempotency_key is not None:
+        existing = await repository.job_by_idempotency_key(session, project_id, idempotency_key)
+        if existing is not None:
+            return Submitted(existing, created=False)
+    dataset = await repository.get_dataset(session, project_id, request.dataset)
+    if dataset is None:
+        raise InvalidField(("body", "dataset"), f"dataset {request.dataset} not found", "not_found")
+    spec = request.spec()
+    job_id = uuid.uuid4().hex
+    trace_id = new_trace_id()
+    inserted = await repository.insert_job(
+        session,
+        {
+            "id": job_id,
+            "project_id": project_id,
+            "name": request.name,
+            "state": JobState.PENDING.value,
+            "attempt": 0,
+            "max_attempts": request.max_attempts,
+            "version": 0,
+            "framework": spec.framework,
+            "task": spec.task,
+            "model": spec.model,
+            "hyperparameters": spec.hyperparameters.model_dump(mode="json"),
+            "dataset_id": dataset.id,
+            "pool": request.pool,
+            "trace_id": trace_id,
+            "created_at": now,
+            "updated_at": now,
+            "idempotency_key": idempotency_key,
+        },
+    )
+    if not inserted:
+        assert idempotency_key is not None  # only the idempotency key can conflict
+        existing = await repository.job_by_idempotency_key(session, project_id, idempotency_key)
+        if existing is None:  # pragma: no cover - the conflicting row is committed by then
+            raise Conflict("a concurrent request with the same Idempotency-Key is in progress")
+        return Submitted(existing, created=False)
+    await publisher.submit(
+        SubmitJob(
+            job_id=job_id,
+            project_id=project_id,
+            name=request.name,
+            spec=spec,
+            dataset=DatasetRef(id=dataset.id, format=dataset.format, storage_key=dataset.storage_key),
+            pool=request.pool,
+            max_attempts=request.max_attempts,
+            trace_id=trace_id,
+            submitted_at=now,
+        )
+    )
+    job = await repository.get_job(session, project_id, job_id)
+    assert job is not None
+    return Submitted(job, created=True)
+
+
+async def get_job(session: AsyncSession, project_id: str, job_id: str) -> Job:
+    job = await repository.get_job(session, project_id, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+async def cancel_job(
+    session: AsyncSession,
+    publisher: CommandPublisher,
+    project_id: str,
+    job_id: str,
+    reason: str | None,
+    now: datetime,
+) -> Job:
+    job = await get_job(session, project_id, job_id)
+    if JobState(job.state).terminal:
+        raise Conflict(
+            f"job {job_id} is already {job.state} and cannot be cancelled",
+            {"job_id": job_id, "state": job.state},
+        )
+    await publisher.cancel(
+        CancelJob(
+            job_id=job_id, project_id=project_id, reason=reason, trace_id=job.trace_id, requested_at=now
+        )
+    )
+    return job
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), str(job_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidField(("query", "cursor"), "invalid cursor") from exc
+
+
+async def list_jobs(
+    session: AsyncSession, project_id: str, state: JobState | None, limit: int, cursor: str | None
+) -> tuple[list[Job], str | None]:
+    after = decode_cursor(cursor) if cursor else None
+    rows = await repository.list_jobs(session, project_id, state.value if state else None, limit + 1, after)
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    return page, next_cursor
+
+
+# Read model
+
+
+def _job_from_submitted(event: JobEvent) -> dict[str, Any]:
+    payload = event.payload
+    spec = payload.get("spec") or {}
+    dataset = payload.get("dataset")
+    dataset_id = dataset.get("id") if isinstance(dataset, dict) else dataset
+    return {
+        "id": event.job_id,
+        "project_id": event.project_id,
+        "name": payload.get("name"),
+        "state": event.state.value,
+        "attempt": event.attempt,
+        "max_attempts": int(payload.get("max_attempts") or 1),
+        "version": 0,
+        "framework": spec.get("framework", ""),
+        "task": spec.get("task", ""),
+        "model": spec.get("model", ""),
+        "hyperparameters": spec.get("hyperparameters") or {},
+        "dataset_id": str(dataset_id or ""),
+        "pool": str(payload.get("pool") or ""),
+        "trace_id": event.trace_id,
+        "created_at": event.time,
+        "updated_at": event.time,
+    }
+
+
+def _changes(event: JobEvent) -> dict[str, Any]:
+    """How one event changes a job row (given that it is newer than what the row has seen)."""
+    changes: dict[str, Any] = {
+        "state": event.state.value,
+        "attempt": event.attempt,
+        "version": event.version,
+        "updated_at": event.time,
+    }
+    payload = event.payload
+    if event.type == EventType.PROGRESS:
+        changes["metrics"] = {
+            "epoch": payload.get("epoch"),
+            "epochs": payload.get("epochs"),
+            **(payload.get("metrics") or {}),
+        }
+    elif event.type == EventType.SUCCEEDED:
+        changes["final_metrics"] = payload.get("metrics") or {}
+        changes["reason"] = None
+    elif event.type in (EventType.FAILED, EventType.CANCELLED, EventType.RETRYING):
+        changes["reason"] = payload.get("reason")
+    return changes
+
+
+async def apply_event(session: AsyncSession, event: JobEvent) -> bool:
+    """Apply one job event to the read model. Idempotent: an event at or below the stored version changes
+    nothing (artifacts are keyed by name, so re-recording one is harmless). Returns whether it applied."""
+    if event.type == EventType.SUBMITTED:
+        # Normally the row exists (written at submit); this covers a submit whose commit was lost.
+        await repository.insert_job_if_missing(session, _job_from_submitted(event))
+    job = await repository.lock_job(session, event.job_id)
+    if job is None:
+        return False
+    if event.type == EventType.ARTIFACT and event.payload.get("name"):
+        payload = event.payload
+        await repository.upsert_artifact(
+            session,
+            {
+                "job_id": event.job_id,
+                "name": payload["name"],
+                "size": int(payload.get("size") or 0),
+                "sha256": str(payload.get("sha256") or ""),
+                "storage_key": payload.get("storage_key")
+                or storage_keys.artifact_key(event.job_id, payload["name"]),
+                "created_at": event.time,
+            },
+        )
+    if event.version <= job.version:
+        return False
+    await repository.update_job(session, event.job_id, _changes(event))
+    return True
+
+
+async def stored_version(session: AsyncSession, job_id: str) -> int:
+    """The version of the last event the read model applied to the job (0: none, or no such job)."""
+    return await repository.job_version(session, job_id)
+
+
+# Artifacts
+
+
+async def list_artifacts(session: AsyncSession, project_id: str, job_id: str) -> list[Artifact]:
+    await get_job(session, project_id, job_id)
+    return await repository.list_artifacts(session, job_id)
+
+
+async def get_artifact(session: AsyncSession, project_id: str, job_id: str, name: str) -> Artifact:
+    await get_job(session, project_id, job_id)
+    artifact = await repository.get_artifact(session, job_id, name)
+    if artifact is None:
+        raise NotFound(f"artifact {name!r} of job {job_id} not found")
+    return artifact

@@ -1,0 +1,74 @@
+"""Data the state machine works on: the job as the scheduler sees it, its inputs, policy and decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from contracts.base import Message
+from contracts.commands import CancelJob, DatasetRef, SubmitJob
+from contracts.events import JobEvent
+from contracts.jobs import JobSpec, JobState
+from contracts.reports import ArtifactReport, DoneReport, HeartbeatReport, LogReport, ProgressReport
+
+
+class Tick(Message):
+    """The clock, as an input: `now` is the only time the state machine sees besides the inputs' own."""
+
+    job_id: str
+    now: datetime
+
+
+ReportInput = HeartbeatReport | ProgressReport | LogReport | ArtifactReport | DoneReport
+Input = SubmitJob | CancelJob | ReportInput | Tick
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Timing policy, in seconds. Recorded with every input so that replay uses the values then in force."""
+
+    heartbeat_timeout: float = 60.0
+    backoff_base: float = 10.0
+    backoff_max: float = 600.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """The scheduler's state of one job (`None` before its submit)."""
+
+    job_id: str
+    project_id: str
+    name: str | None
+    state: JobState
+    attempt: int
+    version: int
+    spec: JobSpec
+    dataset: DatasetRef
+    pool: str
+    max_attempts: int
+    trace_id: str
+    heartbeat_deadline: datetime | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Effect: hand attempt `attempt` of the job to its pool."""
+
+    job_id: str
+    attempt: int
+    pool: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What `decide` made of one input. A rejected input leaves `state` as it was: no events, no effects."""
+
+    state: Job | None
+    events: tuple[JobEvent, ...] = ()
+    effects: tuple[Dispatch, ...] = ()
+    rejected_reason: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.rejected_reason is None

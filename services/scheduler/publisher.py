@@ -1,0 +1,101 @@
+"""Publishes a decision: its events on VTP_EVENTS, then its dispatches on the pools' subjects.
+
+Every message carries a deterministic `Nats-Msg-Id` (`<job_id>:<version>` for events, `<job_id>:<attempt>` for
+dispatch), so publishing the same decision again after a crash stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from nats.js import JetStreamContext
+
+from contracts import subjects
+from contracts.dispatch import DispatchJob
+from services.common import tokens
+from services.common.nats import ensure_pool_consumer
+from services.common.storage import Storage
+from services.scheduler.core import Decision, Dispatch, Job
+
+PUBLISH_TIMEOUT_SECONDS = 5.0
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def traceparent(trace_id: str, job_id: str, attempt: int) -> str | None:
+    """A W3C traceparent for the attempt (span id derived from job and attempt, so it is stable)."""
+    if not _TRACE_ID.match(trace_id):
+        return None
+    span_id = hashlib.sha256(f"{job_id}:{attempt}".encode()).hexdigest()[:16]
+    return f"00-{trace_id}-{span_id}-01"
+
+
+class Publisher:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        storage: Storage,
+        private_key_pem: str,
+        events_url: str,
+        token_ttl: int,
+    ) -> None:
+        self._js = js
+        self._storage = storage
+        # Parsed once: PyJWT accepts the key object, and parsing PEM on every mint costs more than signing.
+        self._signing_key: Any = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+        self._callback_url = f"{events_url.rstrip('/')}/v1/callbacks"
+        self._token_ttl = token_ttl
+        self._pools: set[str] = set()
+
+    async def publish(self, decisions: Sequence[Decision]) -> None:
+        """Publish each decision's events in version order, then its dispatches; return once every PubAck
+        arrived (raise when one did not: the caller must not commit)."""
+        pending: list[asyncio.Future] = []
+        for decision in decisions:
+            for event in decision.events:
+                pending.append(
+                    await self._js.publish_async(
+                        subjects.event_subject(event.job_id, event.type),
+                        event.model_dump_json().encode(),
+                        stream=subjects.EVENTS_STREAM,
+                        headers={"Nats-Msg-Id": f"{event.job_id}:{event.version}"},
+                    )
+                )
+            for effect in decision.effects:
+                assert decision.state is not None
+                pending.append(await self._dispatch(decision.state, effect))
+        if not pending:
+            return
+        # publish_async keeps publish order on the wire, so the stream stores events in version order.
+        async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+            await asyncio.gather(*pending)
+
+    async def _dispatch(self, job: Job, effect: Dispatch) -> asyncio.Future:
+        if effect.pool not in self._pools:
+            await ensure_pool_consumer(self._js, effect.pool)
+            self._pools.add(effect.pool)
+        message = DispatchJob(
+            job_id=effect.job_id,
+            attempt=effect.attempt,
+            pool=effect.pool,
+            spec=job.spec,
+            callback_url=self._callback_url,
+            callback_token=tokens.mint(self._signing_key, effect.job_id, effect.attempt, self._token_ttl),
+            dataset_url=self._storage.presign(job.dataset.storage_key, "GET", self._token_ttl),
+            dataset_format=job.dataset.format,
+            trace_id=job.trace_id,
+            traceparent=traceparent(job.trace_id, effect.job_id, effect.attempt),
+        )
+        headers = {"Nats-Msg-Id": f"{effect.job_id}:{effect.attempt}"}
+        if message.traceparent:
+            headers["traceparent"] = message.traceparent
+        return await self._js.publish_async(
+            subjects.dispatch_subject(effect.pool),
+            message.model_dump_json().encode(),
+            stream=subjects.DISPATCH_STREAM,
+            headers=headers,
+        )

@@ -1,0 +1,134 @@
+"""Applies inputs in one transaction per batch: lock the jobs, decide, publish, persist, commit.
+
+The order is what makes the effect exactly-once without an outbox: events are published (idempotently, by
+`Nats-Msg-Id`) before the state commits, and the caller acks the inputs only after the commit. A crash
+anywhere re-runs the same decisions on redelivery, which publish the same message ids again.
+
+Inputs are applied in the order given; several inputs for one job in a batch see each other's state, exactly
+as if they had come one transaction each. Batching is what keeps the per-input cost low.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.commands import SubmitJob
+from services.scheduler import repository
+from services.scheduler.core import Decision, Input, Job, Policy, Tick, decide
+from services.scheduler.errors import RetryLater
+from services.scheduler.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+# A report or cancel can overtake the commit of its job's submit (dispatch is published before the commit), so
+# "unknown job" is only believed after a few deliveries.
+UNKNOWN_JOB_DELIVERIES = 3
+ALREADY_APPLIED = "input already recorded (redelivery)"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One input as it arrived: how often it was delivered, and the message it came in (none for ticks)."""
+
+    command: Input
+    deliveries: int = 1
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one delivery: decided (applied, rejected or already applied), or to be retried later."""
+
+    decision: Decision | None = None
+    retry_in: float | None = None
+
+
+@dataclass
+class Plan:
+    outcomes: list[Outcome] = field(default_factory=list)
+    # Inputs decided (applied or rejected: both are recorded), in order.
+    applied: list[tuple[Delivery, Decision]] = field(default_factory=list)
+    states: dict[str, Job | None] = field(default_factory=dict)
+
+
+def plan_batch(
+    batch: Sequence[Delivery], existing: Mapping[str, Job], seen: set[tuple[str, str]], policy: Policy
+) -> Plan:
+    """Pure: decide a batch in order against the locked jobs. A redelivered input already recorded is
+    skipped; an input for a job not known yet is deferred (and every later input for that job with it)."""
+    plan = Plan(states=dict(existing))
+    deferred: set[str] = set()
+    for delivery in batch:
+        job_id = delivery.command.job_id
+        before = plan.states.get(job_id)
+        if job_id in deferred:
+            plan.outcomes.append(Outcome(retry_in=0.5))
+            continue
+        if delivery.source is not None and (job_id, delivery.source) in seen:
+            plan.outcomes.append(Outcome(decision=Decision(state=before, rejected_reason=ALREADY_APPLIED)))
+            continue
+        overtaken = before is None and not isinstance(delivery.command, SubmitJob | Tick)
+        if overtaken and delivery.deliveries < UNKNOWN_JOB_DELIVERIES:
+            deferred.add(job_id)
+            plan.outcomes.append(Outcome(retry_in=0.5 * delivery.deliveries))
+            continue
+        decision = decide(before, delivery.command, policy)
+        plan.states[job_id] = decision.state
+        plan.applied.append((delivery, decision))
+        plan.outcomes.append(Outcome(decision=decision))
+    return plan
+
+
+def _trace_id(delivery: Delivery, job: Job | None) -> str | None:
+    return job.trace_id if job is not None else getattr(delivery.command, "trace_id", None)
+
+
+class SchedulerService:
+    def __init__(self, engine: AsyncEngine, publisher: Publisher, policy: Policy) -> None:
+        self._engine = engine
+        self._publisher = publisher
+        self.policy = policy
+
+    async def apply(self, command: Input, deliveries: int = 1, source: str | None = None) -> Decision:
+        """Apply one input (raises `RetryLater` when it must come again)."""
+        [outcome] = await self.apply_batch([Delivery(command, deliveries, source)])
+        if outcome.decision is None:
+            raise RetryLater("job not known yet", delay=outcome.retry_in or 1.0)
+        return outcome.decision
+
+    async def apply_batch(self, batch: Sequence[Delivery]) -> list[Outcome]:
+        """Apply inputs in order, in one transaction. Raises on a transient failure: nothing is committed
+        then, and the whole batch must come again (what was published is published again, deduplicated)."""
+        job_ids = list(dict.fromkeys(d.command.job_id for d in batch))
+        sources = [d.source for d in batch if d.source is not None]
+        async with self._engine.begin() as conn:
+            existing = await repository.lock_jobs(conn, job_ids)
+            seen = await repository.recorded_sources(conn, list(existing), sources) if existing else set()
+            plan = plan_batch(batch, existing, seen, self.policy)
+            await self._publisher.publish([decision for _, decision in plan.applied])
+            await repository.save_jobs(conn, existing, plan.states)
+            await repository.record_inputs(
+                conn, [(d.command, d.source, decision) for d, decision in plan.applied], self.policy
+            )
+        for delivery, decision in plan.applied:
+            self._log(delivery, decision)
+        for delivery, outcome in zip(batch, plan.outcomes, strict=True):
+            if outcome.decision is not None and outcome.decision.rejected_reason == ALREADY_APPLIED:
+                trace_id = _trace_id(delivery, outcome.decision.state)
+                log.info(
+                    "redelivered input skipped",
+                    extra={"job_id": delivery.command.job_id, "trace_id": trace_id},
+                )
+        return plan.outcomes
+
+    def _log(self, delivery: Delivery, decision: Decision) -> None:
+        extra = {"job_id": delivery.command.job_id, "trace_id": _trace_id(delivery, decision.state)}
+        if decision.applied:
+            log.debug("input applied", extra={**extra, "events": [e.type.value for e in decision.events]})
+        else:
+            reason = decision.rejected_reason
+            log.info("input rejected: %s", reason, extra={**extra, "input": type(delivery.command).__name__})

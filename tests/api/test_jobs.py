@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from contracts import subjects
+from contracts.commands import CancelJob, SubmitJob
+from contracts.jobs import EventType, JobState
+
+from .conftest import Project, job_body, job_reaches
+
+JOB_FIELDS = {
+    "id", "name", "state", "attempt", "max_attempts", "version", "framework", "task", "model",
+    "hyperparameters", "dataset", "pool", "trace_id", "created_at", "updated_at", "metrics", "final_metrics",
+    "reason",
+}  # fmt: skip
+
+
+async def last_command(js: JetStreamContext, subject: str) -> tuple[dict[str, str], bytes]:
+    message = await js.get_last_msg(subjects.COMMANDS_STREAM, subject)
+    return dict(message.headers or {}), message.data
+
+
+async def test_submit_answers_202_with_location_and_publishes_submit(
+    project: Project, dataset: str, js: JetStreamContext
+) -> None:
+    response = await project.client.post("/v1/jobs", json=job_body(dataset, max_attempts=2))
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert set(job) == JOB_FIELDS
+    assert response.headers["location"] == f"/v1/jobs/{job['id']}"
+    assert re.fullmatch(r"[0-9a-f]{32}", job["id"])
+    assert re.fullmatch(r"[0-9a-f]{32}", job["trace_id"])
+    assert job["state"] == "PENDING"
+    assert job["max_attempts"] == 2
+    assert job["dataset"] == dataset
+    assert job["hyperparameters"] == {"epochs": 1, "batch_size": 8, "image_size": 64, "learning_rate": 0.001}
+
+    headers, data = await last_command(js, subjects.SUBMIT_JOB)
+    command = SubmitJob.model_validate_json(data)
+    assert headers["Nats-Msg-Id"] == job["id"]
+    assert headers["traceparent"].startswith(f"00-{job['trace_id']}-")
+    assert command.job_id == job["id"]
+    assert command.project_id == project.id
+    assert command.spec.model == "resnet18"
+    assert command.dataset.id == dataset
+    assert command.dataset.storage_key.startswith(f"datasets/{dataset}/")
+    assert command.max_attempts == 2
+
+    assert (await project.client.get(response.headers["location"])).json() == job
+
+
+async def test_submit_defaults_and_validation(project: Project, dataset: str) -> None:
+    response = await project.client.post(
+        "/v1/jobs", json={"framework": "timm", "task": "classify", "model": "resnet18", "dataset": dataset}
+    )
+    assert response.status_code == 202
+    assert response.json()["max_attempts"] == 3
+    assert response.json()["pool"] == "local"
+    # Cancelled at once, so a scheduler started later in the session never trains it.
+    assert (await project.client.post(f"/v1/jobs/{response.json()['id']}/cancel")).status_code == 202
+
+    bad = await project.client.post("/v1/jobs", json=job_body(dataset, framework="caffe"))
+    assert bad.status_code == 422
+    assert bad.json()["error"] == "validation_error"
+    assert bad.json()["detail"][0]["loc"] == ["body", "framework"]
+    bad = await project.client.post(
+        "/v1/jobs", json=job_body(dataset, hyperparameters={"epochs": 0, "momentum": 1})
+    )
+    assert {tuple(e["loc"]) for e in bad.json()["detail"]} == {
+        ("body", "hyperparameters", "epochs"),
+        ("body", "hyperparameters", "momentum"),
+    }
+    unknown = await project.client.post("/v1/jobs", json=job_body("0" * 32))
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"] == [
+        {"loc": ["body", "dataset"], "msg": f"dataset {'0' * 32} not found", "type": "not_found"}
+    ]
+
+
+async def test_idempotency_key_returns_the_same_job(project: Project, dataset: str) -> None:
+    headers = {"Idempotency-Key": "retry-me"}
+    first = await project.client.post("/v1/jobs", json=job_body(dataset), headers=headers)
+    again = await project.client.post("/v1/jobs", json=job_body(dataset), headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert (first.headers["idempotent-replayed"], again.headers["idempotent-replayed"]) == ("false", "true")
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    other = await project.client.post(
+        "/v1/jobs", json=job_body(dataset), headers={"Idempotency-Key": "other"}
+    )
+    assert other.json()["id"] != first.json()["id"]
+
+
+async def test_concurrent_retries_create_one_job(project: Project, dataset: str) -> None:
+    headers = {"Idempotency-Key": "concurrent"}
+    responses = await asyncio.gather(
+        *(project.client.post("/v1/jobs", json=job_body(dataset), headers=headers) for _ in range(8))
+    )
+    assert {r.status_code for r in responses} == {202}
+    assert sorted(r.headers["idempotent-replayed"] for r in responses) == ["false"] + ["true"] * 7
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len((await project.client.get("/v1/jobs")).json()["items"]) == 1
+
+
+async def test_list_filters_by_state_and_pages_newest_first(project: Project, submit, scheduler) -> None:
+    jobs = [await submit(name=f"job-{i}") for i in range(5)]
+    newest_first = [job["id"] for job in reversed(jobs)]
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await project.client.get("/v1/jobs", params=params)).json()
+        assert len(page["items"]) <= 2
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == newest_first
+
+    events = scheduler(jobs[1])
+    await events.emit(EventType.SUBMITTED, JobState.PENDING)
+    await events.emit(EventType.QUEUED, JobState.QUEUED)
+    await job_reaches(project.client, jobs[1]["id"], state="QUEUED")
+    queued = (await project.client.get("/v1/jobs", params={"state": "QUEUED"})).json()
+    assert [item["id"] for item in queued["items"]] == [jobs[1]["id"]]
+    pending = (await project.client.get("/v1/jobs", params={"state": "PENDING", "limit": 10})).json()
+    assert len(pending["items"]) == 4
+
+    bad = await project.client.get("/v1/jobs", params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "cursor"]
+    bad = await project.client.get("/v1/jobs", params={"state": "SLEEPING"})
+    assert bad.status_code == 422
+
+
+async def test_cancel_publishes_and_refuses_terminal_job(
+    project: Project, submit, scheduler, js: JetStreamContext
+) -> None:
+    job = await submit()
+    response = await project.client.post(f"/v1/jobs/{job['id']}/cancel", json={"reason": "changed my mind"})
+    assert response.status_code == 202
+    assert response.json()["id"] == job["id"]
+    _, data = await last_command(js, subjects.CANCEL_JOB)
+    command = CancelJob.model_validate_json(data)
+    assert (command.job_id, command.project_id, command.reason) == (job["id"], project.id, "changed my mind")
+    assert command.trace_id == job["trace_id"]
+
+    events = scheduler(job)
+    await events.start()
+    await events.emit(EventType.CANCELLED, JobState.CANCELLED, reason="changed my mind")
+    await job_reaches(project.client, job["id"], state="CANCELLED")
+    again = await project.client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert again.status_code == 409
+    assert again.json()["error"] == "conflict"
+    assert again.json()["detail"]["state"] == "CANCELLED"

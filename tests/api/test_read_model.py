@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+
+from contracts.jobs import EventType, JobState
+from services.common.storage import LocalStorage, UrlSigner, artifact_key
+
+from .conftest import ApiServer, Project, job_reaches
+
+
+async def test_read_model_follows_a_job_to_success(project: Project, submit, scheduler) -> None:
+    job = await submit()
+    events = scheduler(job)
+    await events.start()
+    running = await job_reaches(project.client, job["id"], state="RUNNING", attempt=1, version=3)
+    assert running["updated_at"] >= job["created_at"]
+
+    await events.emit(EventType.PROGRESS, JobState.RUNNING, epoch=1, epochs=2, metrics={"train_loss": 0.9})
+    progressed = await job_reaches(project.client, job["id"], version=4)
+    assert progressed["metrics"] == {"epoch": 1, "epochs": 2, "train_loss": 0.9}
+
+    await events.emit(
+        EventType.RETRYING, JobState.QUEUED, reason="trainer exited with code 1", next_attempt=2
+    )
+    retrying = await job_reaches(project.client, job["id"], version=5)
+    assert retrying["state"] == "QUEUED"
+    assert retrying["reason"] == "trainer exited with code 1"
+
+    events.attempt = 2
+    await events.emit(EventType.RUNNING, JobState.RUNNING)
+    await events.emit(EventType.SUCCEEDED, JobState.SUCCEEDED, metrics={"val_accuracy": 0.75})
+    done = await job_reaches(project.client, job["id"], state="SUCCEEDED")
+    assert done["attempt"] == 2
+    assert done["final_metrics"] == {"val_accuracy": 0.75}
+    assert done["reason"] is None
+    assert done["metrics"] == progressed["metrics"]
+
+
+async def test_read_model_ignores_replayed_and_stale_events(project: Project, submit, scheduler) -> None:
+    job = await submit()
+    events = scheduler(job)
+    await events.start()
+    await events.emit(EventType.FAILED, JobState.FAILED, reason="no heartbeat for 60 s")
+    await job_reaches(project.client, job["id"], state="FAILED", reason="no heartbeat for 60 s")
+    # A replayed event (an older version, under a message id the stream has not seen) changes nothing.
+    stale = scheduler(job)
+    stale.version = 2
+    await stale.emit(EventType.RUNNING, JobState.RUNNING, msg_id="replayed-by-hand")
+    marker = await submit()
+    marker_events = scheduler(marker)
+    await marker_events.emit(EventType.SUBMITTED, JobState.PENDING)
+    await job_reaches(project.client, marker["id"], version=1)  # the stale event was processed before this
+    assert (await project.client.get(f"/v1/jobs/{job['id']}")).json()["state"] == "FAILED"
+
+
+async def test_artifacts_are_listed_and_downloaded(
+    project: Project, submit, scheduler, api_server: ApiServer
+) -> None:
+    job = await submit()
+    content = b"checkpoint bytes " * 1000
+    key = artifact_key(job["id"], "best.pt")
+    storage = LocalStorage(api_server.settings.storage_dir, UrlSigner("unused", "http://unused"))
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield content
+
+    await storage.put_stream(key, chunks())
+    digest = hashlib.sha256(content).hexdigest()
+    events = scheduler(job)
+    await events.start()
+    await events.emit(
+        EventType.ARTIFACT,
+        JobState.RUNNING,
+        name="best.pt",
+        size=len(content),
+        sha256=digest,
+        storage_key=key,
+    )
+    await events.emit(
+        EventType.ARTIFACT, JobState.RUNNING, name="results.csv", size=3, sha256="0" * 64,
+        storage_key=artifact_key(job["id"], "results.csv"),
+    )  # fmt: skip
+
+    async def listed() -> list[dict[str, object]]:
+        return list((await project.client.get(f"/v1/jobs/{job['id']}/artifacts")).json())
+
+    await job_reaches(project.client, job["id"], version=5)
+    items = await listed()
+    assert [item["name"] for item in items] == ["best.pt", "results.csv"]
+    assert items[0]["size"] == len(content)
+    assert items[0]["sha256"] == digest
+
+    response = await project.client.get(f"/v1/jobs/{job['id']}/artifacts/best.pt")
+    assert response.status_code == 200
+    assert response.content == content
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert "best.pt" in response.headers["content-disposition"]
+    missing_file = await project.client.get(f"/v1/jobs/{job['id']}/artifacts/results.csv")
+    assert missing_file.status_code == 404
+    unknown = await project.client.get(f"/v1/jobs/{job['id']}/artifacts/nope.pt")
+    assert unknown.status_code == 404
+    assert isinstance(response, httpx.Response)

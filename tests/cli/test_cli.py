@@ -1,0 +1,269 @@
+"""CLI configuration, argument parsing, error rendering and event following, against a tiny real HTTP
+server."""
+
+from __future__ import annotations
+
+import json
+import stat
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from vtp.cli import main, parse_args
+from vtp.client import ApiClient, ApiError, ConfigError, load_config, parse_sse, read_env_file, write_env_file
+from vtp.commands.jobs import job_request
+from vtp.watch import watch_job
+
+KEY = "vtp_test_key"
+
+
+class FakeApi(BaseHTTPRequestHandler):
+    """Answers from `routes`: (method, path) -> (status, content type, body). Records requests."""
+
+    routes: dict[tuple[str, str], tuple[int, str, bytes]] = {}
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        type(self).seen.append((self.command, self.path, dict(self.headers), body))
+        if self.headers.get("Authorization") != f"Bearer {KEY}":
+            status, content_type, payload = 401, "application/json", b'{"error":"unauthorized","detail":null}'
+        else:
+            route = self.routes.get((self.command, self.path.split("?")[0]))
+            status, content_type, payload = route or (404, "application/json", b'{"detail":"Not Found"}')
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeApi]]:
+    handler = type("Api", (FakeApi,), {"routes": {}, "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("VTP_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("VTP_API_KEY", KEY)
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+def as_json(status: int, body: Any) -> tuple[int, str, bytes]:
+    return status, "application/json", json.dumps(body).encode()
+
+
+def sse(*events: tuple[int, str, dict[str, Any]]) -> tuple[int, str, bytes]:
+    text = ": keep-alive\n\n" + "".join(
+        f"id: {position}\nevent: {kind}\ndata: {json.dumps(data)}\n\n" for position, kind, data in events
+    )
+    return 200, "text/event-stream", text.encode()
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+
+def test_env_file_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "client.env"
+    path.write_text(
+        "# written by vtp up\n\nVTP_API_URL=http://127.0.0.1:8000\nexport VTP_API_KEY='k=1'\nnoise\n"
+    )
+    assert read_env_file(path) == {"VTP_API_URL": "http://127.0.0.1:8000", "VTP_API_KEY": "k=1"}
+
+
+def test_env_file_is_written_private(tmp_path: Path) -> None:
+    path = tmp_path / "d" / "client.env"
+    write_env_file(path, {"VTP_API_URL": "http://x", "VTP_API_KEY": "secret"})
+    assert read_env_file(path) == {"VTP_API_URL": "http://x", "VTP_API_KEY": "secret"}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_config_from_environment_wins_over_client_env(tmp_path: Path) -> None:
+    write_env_file(tmp_path / "client.env", {"VTP_API_URL": "http://file:1/", "VTP_API_KEY": "file-key"})
+    assert load_config(tmp_path, {}).url == "http://file:1"
+    assert load_config(tmp_path, {}).key == "file-key"
+    both = load_config(tmp_path, {"VTP_API_URL": "http://env:2", "VTP_API_KEY": "env-key"})
+    assert (both.url, both.key, both.source) == ("http://env:2", "env-key", "environment")
+    # A variable the environment leaves out comes from the file.
+    assert load_config(tmp_path, {"VTP_API_KEY": "env-key"}).url == "http://file:1"
+
+
+def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"set VTP_API_URL and VTP_API_KEY, or start the platform with `vtp up`"
+    ):
+        load_config(tmp_path, {})
+
+
+# --- argument parsing -----------------------------------------------------------------------------
+
+
+def test_data_dir_before_or_after_the_subcommand(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VTP_DATA_DIR", raising=False)
+    assert parse_args(["jobs", "list"]).data_dir == Path(".vtp")
+    assert parse_args(["--data-dir", "/a", "jobs", "list"]).data_dir == Path("/a")
+    assert parse_args(["jobs", "list", "--data-dir", "/b"]).data_dir == Path("/b")
+    monkeypatch.setenv("VTP_DATA_DIR", "/c")
+    assert parse_args(["jobs", "list"]).data_dir == Path("/c")
+
+
+def test_submit_sends_only_the_hyperparameters_given() -> None:
+    args = parse_args(
+        ["jobs", "submit", "--model", "resnet18", "--dataset", "d1", "--epochs", "3", "--name", "n"]
+    )
+    assert job_request(args) == {
+        "framework": "timm",
+        "task": "classify",
+        "model": "resnet18",
+        "dataset": "d1",
+        "pool": "local",
+        "hyperparameters": {"epochs": 3},
+        "name": "n",
+    }
+
+
+def test_unknown_state_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["jobs", "list", "--state", "sleeping"])
+    assert exited.value.code == 2
+    assert parse_args(["jobs", "list", "--state", "running"]).state == "RUNNING"
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def test_api_error_renders_as_one_line() -> None:
+    ours = httpx.Response(409, json={"error": "job_terminal", "detail": "job j1 is already CANCELLED"})
+    assert str(ApiError.from_response(ours)) == "job_terminal (HTTP 409): job j1 is already CANCELLED"
+    structured = httpx.Response(
+        422, json={"error": "validation_error", "detail": [{"loc": ["body", "model"]}]}
+    )
+    assert (
+        str(ApiError.from_response(structured)) == 'validation_error (HTTP 422): [{"loc":["body","model"]}]'
+    )
+    framework = httpx.Response(404, json={"detail": "Not Found"})
+    assert str(ApiError.from_response(framework)) == "Not Found (HTTP 404): Not Found"
+    plain = httpx.Response(502, text="bad gateway\nmore")
+    assert str(ApiError.from_response(plain)) == "Bad Gateway (HTTP 502): bad gateway"
+
+
+def test_api_error_exits_non_zero_with_one_line(
+    api: type[FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.routes[("GET", "/v1/jobs/nope")] = as_json(404, {"error": "job_not_found", "detail": "no job nope"})
+    assert main(["jobs", "show", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: job_not_found (HTTP 404): no job nope\n"
+
+
+def test_unreachable_api_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vtp.embedded.ports import free_port
+
+    monkeypatch.setenv("VTP_API_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("VTP_API_KEY", KEY)
+    assert main(["jobs", "list"]) == 1
+    assert capsys.readouterr().err.startswith("error: cannot reach the API at http://127.0.0.1:")
+
+
+# --- commands against the fake API ----------------------------------------------------------------
+
+
+def test_submit_posts_the_job_with_bearer_key(api: type[FakeApi], capsys: pytest.CaptureFixture[str]) -> None:
+    api.routes[("POST", "/v1/jobs")] = as_json(202, {"id": "j1", "state": "PENDING"})
+    assert main(["jobs", "submit", "--model", "resnet18", "--dataset", "d1", "--idempotency-key", "k1"]) == 0
+    method, _, headers, body = api.seen[-1]
+    assert method == "POST"
+    assert headers["Idempotency-Key"] == "k1"
+    assert json.loads(body)["model"] == "resnet18"
+    assert "submitted job j1 (PENDING)" in capsys.readouterr().out
+
+
+def test_upload_zips_a_folder_and_sends_multipart(
+    api: type[FakeApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.routes[("POST", "/v1/datasets")] = as_json(201, {"id": "d1", "name": "shapes"})
+    folder = tmp_path / "shapes"
+    (folder / "train" / "circle").mkdir(parents=True)
+    (folder / "train" / "circle" / "0.png").write_bytes(b"not really a png")
+    assert main(["datasets", "upload", str(folder)]) == 0
+    _, _, headers, body = api.seen[-1]
+    assert headers["Content-Type"].startswith("multipart/form-data")
+    assert b'name="name"\r\n\r\nshapes' in body
+    assert b'name="format"\r\n\r\nimagefolder' in body
+    assert b'filename="shapes.zip"' in body
+    assert b"train/circle/0.png" in body  # the zip's central directory names the file
+    assert "uploaded dataset d1" in capsys.readouterr().out
+
+
+def test_events_print_until_the_terminal_event(
+    api: type[FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.routes[("GET", "/v1/jobs/j1/events")] = sse(
+        (1, "job.submitted", {"job_id": "j1", "state": "PENDING", "attempt": 1, "payload": {}}),
+        (5, "job.succeeded", {"job_id": "j1", "state": "SUCCEEDED", "attempt": 1, "payload": {}}),
+    )
+    assert main(["jobs", "events", "j1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[:2] for line in lines] == [["1", "job.submitted"], ["5", "job.succeeded"]]
+
+
+def test_watch_folds_progress_and_returns_the_final_state(
+    api: type[FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    progress = {"epoch": 2, "epochs": 3, "metrics": {"train_loss": 0.5, "val_accuracy": 0.75}}
+    api.routes[("GET", "/v1/jobs/j1/events")] = sse(
+        (1, "job.queued", {"state": "QUEUED", "attempt": 1, "payload": {}}),
+        (2, "job.progress", {"state": "RUNNING", "attempt": 1, "payload": progress}),
+        (
+            3,
+            "job.failed",
+            {"state": "FAILED", "attempt": 1, "payload": {"reason": "trainer exited with code 1"}},
+        ),
+    )
+    with ApiClient(load_config(Path("unused"))) as client:
+        view = watch_job(client, "j1")
+    assert (view.state, view.epoch, view.epochs, view.reason) == (
+        "FAILED",
+        2,
+        3,
+        "trainer exited with code 1",
+    )
+    assert "epoch 2/3" in capsys.readouterr().out
+    assert main(["jobs", "watch", "j1"]) == 1  # a job that did not succeed is a failed watch
+
+
+def test_sse_parser_joins_data_lines_and_skips_comments() -> None:
+    lines = iter([": ping", "", "id: 7", "event: job.log", 'data: {"a":', "data: 1}", "", "id: 8", ""])
+    assert [(e.id, e.event, e.data) for e in parse_sse(lines)] == [("7", "job.log", {"a": 1})]
+
+
+def test_a_dropped_event_stream_resumes_after_the_last_event(api: type[FakeApi]) -> None:
+    first = sse((1, "job.queued", {"state": "QUEUED"}), (2, "job.running", {"state": "RUNNING"}))
+    rest = sse((3, "job.succeeded", {"state": "SUCCEEDED"}))
+    original = api._answer
+
+    def answer(handler: FakeApi) -> None:
+        resumed = handler.headers.get("Last-Event-ID") == "2"
+        handler.routes[("GET", "/v1/jobs/j1/events")] = rest if resumed else first
+        original(handler)
+
+    api.do_GET = answer  # type: ignore[method-assign]
+    with ApiClient(load_config(Path("unused"))) as client:
+        events = list(client.events("j1"))
+    assert [e.id for e in events] == ["1", "2", "3"]
+    assert [seen[2].get("Last-Event-ID") for seen in api.seen] == [None, "2"]

@@ -1,0 +1,84 @@
+"""The whole platform as a user meets it: `vtp up` as a child process (api, scheduler, events, pool) on the
+session's real nats-server and Postgres, driven over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.helpers import FAST_TIMERS, Platform, read_client_env
+from vtp.embedded.nats_server import NatsServer
+from vtp.embedded.ports import free_port
+
+
+@pytest.fixture(scope="package")
+def platform(
+    session_dir: Path, nats_server: NatsServer, database_url_for: Callable[[str], str]
+) -> Iterator[Platform]:
+    """Package-scoped: the platform's scheduler and pool stop before any other suite shares the nats-server.
+    Its tables live in a database of their own."""
+    data_dir = session_dir / "platform"
+    port = free_port()
+    env = {
+        **os.environ,
+        **FAST_TIMERS,
+        "NATS_URL": nats_server.url,
+        "NATS_MONITOR_URL": nats_server.monitor_url,
+        "DATABASE_URL": database_url_for("vtp_e2e"),
+    }
+    log = (session_dir / "vtp-up.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vtp.cli", "up", "--data-dir", str(data_dir), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    client_env = data_dir / "client.env"
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"vtp up exited with {process.returncode}; see {session_dir / 'vtp-up.log'}")
+        if client_env.exists():
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise TimeoutError("the platform did not come up within 90 s")
+        time.sleep(0.2)
+    platform = Platform(
+        url=url, key=read_client_env(client_env)["VTP_API_KEY"], data_dir=data_dir, process=process
+    )
+    yield platform
+    process.send_signal(signal.SIGINT)
+    try:
+        assert process.wait(30) == 0, "vtp up did not exit cleanly on SIGINT"
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.fixture(scope="package")
+def dataset_id(platform: Platform, session_dir: Path) -> str:
+    from vtp.synthetic import make_imagefolder_archive
+
+    archive = make_imagefolder_archive(session_dir / "shapes.zip")
+    with platform.client() as client, archive.open("rb") as file:
+        response = client.post(
+            "/v1/datasets",
+            data={"name": "shapes", "format": "imagefolder"},
+            files={"file": ("shapes.zip", file, "application/zip")},
+        )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])

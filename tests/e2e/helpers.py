@@ -1,0 +1,83 @@
+"""Helpers for the end-to-end tests: the platform handle, job requests, a small SSE reader."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# Short timers so retries and heartbeat timeouts happen within a test.
+FAST_TIMERS = {
+    "VTP_HEARTBEAT_INTERVAL": "1",
+    "VTP_HEARTBEAT_TIMEOUT": "6",
+    "VTP_RETRY_BACKOFF_BASE": "1",
+    "VTP_RETRY_BACKOFF_MAX": "2",
+    "VTP_TICK_INTERVAL": "0.5",
+    "VTP_POOL_POLL_INTERVAL": "0.2",
+    "VTP_POOL_CONCURRENCY": "2",
+}
+
+
+@dataclass
+class Platform:
+    url: str
+    key: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30
+        )
+
+
+def read_client_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def job_request(dataset: str, epochs: int = 2, **overrides: Any) -> dict[str, Any]:
+    return {
+        "framework": "timm",
+        "task": "classify",
+        "model": "resnet18",
+        "dataset": dataset,
+        "pool": "local",
+        "hyperparameters": {"epochs": epochs, "batch_size": 8, "image_size": 64, "learning_rate": 0.001},
+        **overrides,
+    }
+
+
+@dataclass
+class SseEvent:
+    id: str
+    event: str
+    data: dict[str, Any]
+
+
+def sse_events(
+    client: httpx.Client, path: str, last_event_id: str | None = None, timeout: float = 120
+) -> Iterator[SseEvent]:
+    """Yield parsed server-sent events until the server closes the stream."""
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    with client.stream("GET", path, headers=headers, timeout=httpx.Timeout(timeout)) as response:
+        assert response.status_code == 200, response.read()
+        fields: dict[str, str] = {}
+        for line in response.iter_lines():
+            if line == "":
+                if "data" in fields:
+                    yield SseEvent(
+                        fields.get("id", ""), fields.get("event", "message"), json.loads(fields["data"])
+                    )
+                fields = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                fields[name] = f"{fields[name]}\n{value}" if name == "data" and name in fields else value

@@ -1,0 +1,5 @@
+import sys
+
+from vtp.cli import main
+
+sys.exit(main())

@@ -1,7 +1,7 @@
 """The durable `api-read-model` consumer: keeps the jobs table current from VTP_EVENTS.
 
 Ack after the event is applied and committed; nak with a delay when the database fails (transient);
-term a message that is not a JobEvent (permanent: it can never apply).
+term a message that is not a JobEvent or that violates a constraint (permanent: it can never apply).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import subjects
@@ -98,6 +98,17 @@ class ReadModelConsumer:
         try:
             async with self._sessions() as session, session.begin():
                 await service.apply_event(session, event)
+        except IntegrityError as exc:
+            # E.g. an event of a project this database does not know: retrying can never make it apply, and
+            # redelivering it forever would hold back every event behind it.
+            log.error(
+                "read model: event %s v%s can never apply (%s); terminating it",
+                event.job_id,
+                event.version,
+                exc.orig,
+            )
+            await message.term()
+            return
         except (SQLAlchemyError, OSError) as exc:
             log.warning("read model: applying %s v%s failed (%s); retrying", event.job_id, event.version, exc)
             await message.nak(delay=RETRY_DELAY)

@@ -4,10 +4,11 @@ import hashlib
 
 import httpx
 
+from contracts import subjects
 from contracts.jobs import EventType, JobState
 from services.common.storage import LocalStorage, UrlSigner, artifact_key
 
-from .conftest import ApiServer, Project, job_reaches
+from .conftest import ApiServer, Project, eventually, job_reaches
 
 
 async def test_read_model_follows_a_job_to_success(project: Project, submit, scheduler) -> None:
@@ -102,3 +103,23 @@ async def test_artifacts_are_listed_and_downloaded(
     unknown = await project.client.get(f"/v1/jobs/{job['id']}/artifacts/nope.pt")
     assert unknown.status_code == 404
     assert isinstance(response, httpx.Response)
+
+
+async def test_an_event_that_can_never_apply_does_not_hold_back_the_ones_behind_it(
+    project: Project, submit, scheduler, js
+) -> None:
+    job = await submit()
+    # An event of a job of a project this database does not know (as after a database was restored or
+    # replaced): it is terminated, never retried forever.
+    orphan = scheduler({"id": "0" * 32, "name": None, "trace_id": "1" * 32})
+    orphan.project_id = "no-such-project"
+    await orphan.emit(EventType.SUBMITTED, JobState.PENDING, name=None)
+    events = scheduler(job)
+    await events.start()
+    await job_reaches(project.client, job["id"], state="RUNNING", version=3)
+
+    async def nothing_left_to_redeliver() -> bool:
+        info = await js.consumer_info(subjects.EVENTS_STREAM, subjects.API_READ_MODEL_CONSUMER)
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    await eventually(nothing_left_to_redeliver)

@@ -3,6 +3,8 @@ session's real nats-server and Postgres, driven over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,18 +15,31 @@ from pathlib import Path
 
 import httpx
 import pytest
+from nats.js.errors import NotFoundError
 
+from services.common.nats import STREAMS, connect
 from tests.e2e.helpers import FAST_TIMERS, Platform, read_client_env
 from vtp.embedded.nats_server import NatsServer
 from vtp.embedded.ports import free_port
+
+
+async def delete_streams(nats_url: str) -> None:
+    client = await connect(nats_url, "e2e-reset")
+    js = client.jetstream()
+    for stream in STREAMS:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_stream(stream.name)
+    await client.close()
 
 
 @pytest.fixture(scope="package")
 def platform(
     session_dir: Path, nats_server: NatsServer, database_url_for: Callable[[str], str]
 ) -> Iterator[Platform]:
-    """Package-scoped: the platform's scheduler and pool stop before any other suite shares the nats-server.
-    Its tables live in a database of their own."""
+    """A platform as fresh as after a first `vtp up`, on the session's servers: the streams other suites left
+    behind are deleted first (the services recreate them), and its tables live in a database of their own.
+    Package-scoped, so its scheduler and pool stop when this suite ends."""
+    asyncio.run(delete_streams(nats_server.url))
     data_dir = session_dir / "platform"
     port = free_port()
     env = {

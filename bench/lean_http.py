@@ -37,6 +37,16 @@ class LeanConnection:
         return self._reader, self._writer
 
     async def request(self, method: str, path: str, body: bytes = b"", extra: str = "") -> Response:
+        reused = self._writer is not None
+        try:
+            return await self._exchange(method, path, body, extra)
+        except ConnectionError:
+            if not reused:
+                raise
+            # The server closed an idle keep-alive connection before reading this request: send it again.
+            return await self._exchange(method, path, body, extra)
+
+    async def _exchange(self, method: str, path: str, body: bytes, extra: str) -> Response:
         reader, writer = await self._connect()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self._fixed_headers}{extra}"
@@ -45,6 +55,7 @@ class LeanConnection:
         writer.write(head.encode() + body)
         status_line = await reader.readline()
         if not status_line:
+            writer.close()
             self._reader = self._writer = None
             raise ConnectionError("server closed the connection")
         status = int(status_line.split(b" ", 2)[1])

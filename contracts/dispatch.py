@@ -1,4 +1,4 @@
-"""Dispatch: scheduler -> runner on `vtp.v1.dispatch.<pool>`. Carries everything the runner hands to the trainer."""
+"""Dispatch: scheduler -> runner on `vtp.v1.dispatch.<pool>`: everything the runner hands to the trainer."""
 
 from __future__ import annotations
 

@@ -28,7 +28,9 @@ class ProgressReport(Report):
     kind: Literal["progress"] = "progress"
     epoch: int = Field(ge=0)
     epochs: int = Field(ge=1)
-    metrics: dict[str, float] = Field(default_factory=dict, description="e.g. train_loss, val_loss, val_accuracy")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="e.g. train_loss, val_loss, val_accuracy"
+    )
 
 
 class LogReport(Report):

@@ -38,23 +38,23 @@ async def current_project(
     return await service.authenticate(session, credentials.credentials if credentials else None)
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     return request.app.state.storage  # type: ignore[no-any-return]
 
 
-def get_publisher(request: Request) -> CommandPublisher:
+async def get_publisher(request: Request) -> CommandPublisher:
     return request.app.state.publisher  # type: ignore[no-any-return]
 
 
-def get_feed(request: Request) -> EventFeed:
+async def get_feed(request: Request) -> EventFeed:
     return request.app.state.feed  # type: ignore[no-any-return]
 
 
-def get_read_model(request: Request) -> ReadModelConsumer:
+async def get_read_model(request: Request) -> ReadModelConsumer:
     return request.app.state.read_model  # type: ignore[no-any-return]
 
 

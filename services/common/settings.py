@@ -39,7 +39,8 @@ class CommonSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_in_production(self) -> CommonSettings:
         if self.env == "production" and (
-            self.storage_signing_key in PLACEHOLDER_SECRETS or self.storage_signing_key == DEV_STORAGE_SIGNING_KEY
+            self.storage_signing_key in PLACEHOLDER_SECRETS
+            or self.storage_signing_key == DEV_STORAGE_SIGNING_KEY
         ):
             raise ValueError("VTP_STORAGE_SIGNING_KEY must be set to a real secret when VTP_ENV=production")
         return self

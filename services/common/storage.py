@@ -71,7 +71,9 @@ def job_prefix(job_id: str) -> str:
 
 
 class Storage(Protocol):
-    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int | None = None) -> ObjectInfo: ...
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], max_bytes: int | None = None
+    ) -> ObjectInfo: ...
     def read_stream(self, key: str) -> AsyncIterator[bytes]: ...
     async def stat(self, key: str) -> ObjectInfo: ...
     async def list(self, prefix: str) -> list[ObjectInfo]: ...
@@ -92,7 +94,9 @@ class UrlSigner:
     def sign(self, key: str, method: Method, ttl_seconds: int, now: float | None = None) -> str:
         validate_key(key)
         expires = int((now if now is not None else time.time()) + ttl_seconds)
-        query = urlencode({"method": method, "expires": expires, "signature": self._signature(key, method, expires)})
+        query = urlencode(
+            {"method": method, "expires": expires, "signature": self._signature(key, method, expires)}
+        )
         return f"{self._base_url}/v1/storage/{quote(key)}?{query}"
 
     def verify(self, key: str, method: str, expires: int, signature: str, now: float | None = None) -> None:
@@ -115,7 +119,9 @@ class LocalStorage:
             raise InvalidKey(f"invalid object key: {key!r}")
         return path
 
-    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int | None = None) -> ObjectInfo:
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], max_bytes: int | None = None
+    ) -> ObjectInfo:
         """Write to a temporary file and rename: a reader never sees half an object, a crash leaves none."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)

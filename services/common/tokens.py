@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 AUDIENCE = "vtp-callbacks"
 ISSUER = "vtp-scheduler"
@@ -45,7 +45,28 @@ def generate_keypair(directory: Path) -> tuple[Path, Path]:
     return private_path, public_path
 
 
-def mint(private_key_pem: str, job_id: str, attempt: int, ttl_seconds: int, now: float | None = None) -> str:
+# A PEM string, or a key loaded once with `load_*_key` (parsing a PEM costs more than a signature).
+SigningKey = str | Ed25519PrivateKey
+VerifyingKey = str | Ed25519PublicKey
+
+
+def load_private_key(pem: str) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the callback signing key must be an Ed25519 private key")
+    return key
+
+
+def load_public_key(pem: str) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("the callback verifying key must be an Ed25519 public key")
+    return key
+
+
+def mint(
+    private_key: SigningKey, job_id: str, attempt: int, ttl_seconds: int, now: float | None = None
+) -> str:
     issued = int(now if now is not None else time.time())
     claims = {
         "sub": f"{job_id}/{attempt}",
@@ -56,15 +77,15 @@ def mint(private_key_pem: str, job_id: str, attempt: int, ttl_seconds: int, now:
         "iat": issued,
         "exp": issued + ttl_seconds,
     }
-    return jwt.encode(claims, private_key_pem, algorithm=ALGORITHM)
+    return jwt.encode(claims, private_key, algorithm=ALGORITHM)
 
 
-def verify(public_key_pem: str, token: str) -> CallbackClaims:
+def verify(public_key: VerifyingKey, token: str) -> CallbackClaims:
     """Verify signature, algorithm, audience, issuer and expiry. Only EdDSA is accepted (never `none`)."""
     try:
         claims = jwt.decode(
             token,
-            public_key_pem,
+            public_key,
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=ISSUER,

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from services.common import nats as common_nats
-from services.common import storage
+from services.common import storage, tokens
 from services.common.db import make_engine, make_sessionmaker
 from services.events import errors
 from services.events.handlers import run_job_status_consumer
@@ -37,7 +37,7 @@ def create_app(settings: EventsSettings) -> FastAPI:
         sessions = make_sessionmaker(engine)
         signer = storage.UrlSigner(settings.storage_signing_key, settings.events_url)
         local = storage.LocalStorage(settings.storage_dir, signer)
-        app.state.public_key_pem = settings.public_key_pem()
+        app.state.public_key = tokens.load_public_key(settings.public_key_pem())
         app.state.callbacks = CallbackService(js, sessions, local, settings.artifact_url_ttl)
         app.state.storage = StorageService(local, signer, settings.max_upload_bytes)
         consumer = asyncio.create_task(run_job_status_consumer(js, sessions), name="events-job-status")

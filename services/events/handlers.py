@@ -1,6 +1,10 @@
 """The `events-job-status` consumer: keeps `events_job_status` in step with VTP_EVENTS so a heartbeat can be
 answered from this service's own table.
 
+A heartbeat only needs to know whether the job ended and which attempt is current, so the consumer takes
+just the events that change those (a retry starts a new attempt; the terminal events end the job), not the
+stream of progress and log events.
+
 Ack semantics: a batch is applied in one transaction, then acked. An event that does not parse is terminated
 (logged; it would never parse). A database failure naks the batch with a delay: redelivery is harmless
 because rows are only replaced by a newer version.
@@ -22,6 +26,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from contracts import subjects
 from contracts.events import JobEvent
+from contracts.jobs import EventType
 from services.events import repository
 
 log = logging.getLogger(__name__)
@@ -31,10 +36,13 @@ FETCH_TIMEOUT = 1.0
 RETRY_DELAY = 2.0
 
 
+STATUS_EVENTS = (EventType.RETRYING, EventType.SUCCEEDED, EventType.FAILED, EventType.CANCELLED)
+
+
 async def ensure_job_status_consumer(js: JetStreamContext) -> None:
     config = ConsumerConfig(
         durable_name=subjects.EVENTS_JOB_STATUS_CONSUMER,
-        filter_subject=subjects.EVENTS_ALL,
+        filter_subjects=[subjects.event_subject("*", event.value) for event in STATUS_EVENTS],
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=30,
@@ -56,10 +64,7 @@ async def apply_batch(sessions: async_sessionmaker, messages: list[Msg]) -> None
         return
     try:
         async with sessions() as session, session.begin():
-            for _, event in events:
-                await repository.apply_job_status(
-                    session, event.job_id, event.state.value, event.attempt, event.version, event.time
-                )
+            await repository.apply_job_statuses(session, [event for _, event in events])
     except (SQLAlchemyError, OSError) as exc:
         log.warning("job status update failed, redelivering %d events: %s", len(events), exc)
         for msg, _ in events:

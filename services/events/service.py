@@ -60,14 +60,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def verify_token(public_key_pem: str, authorization: str | None) -> CallbackClaims:
+def verify_token(public_key: tokens.VerifyingKey, authorization: str | None) -> CallbackClaims:
     if not authorization:
         raise errors.Unauthorized("missing Authorization header")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthorized("expected Authorization: Bearer <callback token>")
     try:
-        return tokens.verify(public_key_pem, token.strip())
+        return tokens.verify(public_key, token.strip())
     except tokens.TokenRefused as exc:
         # The message never contains the token itself.
         raise errors.Unauthorized(str(exc)) from None

@@ -10,9 +10,7 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Sequence
-from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from nats.js import JetStreamContext
 
 from contracts import subjects
@@ -46,7 +44,7 @@ class Publisher:
         self._js = js
         self._storage = storage
         # Parsed once: PyJWT accepts the key object, and parsing PEM on every mint costs more than signing.
-        self._signing_key: Any = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+        self._signing_key = tokens.load_private_key(private_key_pem)
         self._callback_url = f"{events_url.rstrip('/')}/v1/callbacks"
         self._token_ttl = token_ttl
         self._pools: set[str] = set()

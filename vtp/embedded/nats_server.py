@@ -44,7 +44,7 @@ class NatsServer:
 
 
 def start_nats_server(data_dir: Path, port: int | None = None, monitor_port: int | None = None) -> NatsServer:
-    """Start nats-server on loopback; JetStream stores under `data_dir/jetstream`, so a restart keeps streams."""
+    """Start nats-server on loopback; JetStream keeps its streams in `data_dir/jetstream` across restarts."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     monitor_port = monitor_port or free_port()

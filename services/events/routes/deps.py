@@ -10,19 +10,19 @@ from services.common.tokens import CallbackClaims
 from services.events.service import CallbackService, StorageService, Trace, verify_token
 
 
-def _callback_service(request: Request) -> CallbackService:
+async def _callback_service(request: Request) -> CallbackService:
     return request.app.state.callbacks
 
 
-def _storage_service(request: Request) -> StorageService:
+async def _storage_service(request: Request) -> StorageService:
     return request.app.state.storage
 
 
-def _claims(request: Request, authorization: Annotated[str | None, Header()] = None) -> CallbackClaims:
-    return verify_token(request.app.state.public_key_pem, authorization)
+async def _claims(request: Request, authorization: Annotated[str | None, Header()] = None) -> CallbackClaims:
+    return verify_token(request.app.state.public_key, authorization)
 
 
-def _trace(traceparent: Annotated[str | None, Header()] = None) -> Trace:
+async def _trace(traceparent: Annotated[str | None, Header()] = None) -> Trace:
     return Trace(traceparent=traceparent)
 
 

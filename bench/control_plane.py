@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -164,6 +165,8 @@ class LoadGeneratorTrainer:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         await self.nc.close()
 
 
@@ -286,7 +289,7 @@ async def sse_latency(
     """Connect `clients` SSE clients over the held jobs, then time progress callbacks to each of them."""
     jobs = list(trainer.held.values())
     latencies: list[float] = []
-    readers = [
+    streams = [
         await open_sse(
             api_url, f"/v1/jobs/{jobs[i % len(jobs)].job_id}/events", {"Authorization": f"Bearer {key}"}
         )
@@ -305,7 +308,7 @@ async def sse_latency(
             if data.get("type") == "job.progress" and sent is not None:
                 latencies.append(time.time() - sent)
 
-    tasks = [asyncio.create_task(read(reader)) for reader in readers]
+    tasks = [asyncio.create_task(read(reader)) for reader, _ in streams]
     await asyncio.sleep(2)  # every client past its history replay
     latencies.clear()
 
@@ -320,6 +323,8 @@ async def sse_latency(
     await asyncio.sleep(2)
     for task in tasks:
         task.cancel()
+    for _, writer in streams:
+        writer.close()
     for job in jobs:
         await trainer.callback(job, "done", {"status": "succeeded"})
     return latencies

@@ -79,8 +79,11 @@ class LeanConnection:
             self._reader = self._writer = None
 
 
-async def open_sse(url: str, path: str, headers: dict[str, str]) -> asyncio.StreamReader:
-    """Open a server-sent-events stream and return the reader positioned at the first event."""
+async def open_sse(
+    url: str, path: str, headers: dict[str, str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a server-sent-events stream; return the reader positioned at the first event, and the writer,
+    which the caller must keep: a collected writer closes the connection and the server ends the stream."""
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     fixed = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
@@ -92,4 +95,4 @@ async def open_sse(url: str, path: str, headers: dict[str, str]) -> asyncio.Stre
         raise ConnectionError(f"SSE connect failed: {status_line!r}")
     while await reader.readline() not in (b"\r\n", b""):
         pass  # skip the response headers
-    return reader
+    return reader, writer

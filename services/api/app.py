@@ -23,6 +23,7 @@ from services.api.feed import EventFeed
 from services.api.messaging import NatsCommandPublisher
 from services.api.read_model import ReadModelConsumer
 from services.api.routes import datasets, events, health, jobs
+from services.api.service import Lookups
 from services.api.settings import ApiSettings
 from services.common.db import make_engine, make_sessionmaker
 from services.common.nats import connect, ensure_streams
@@ -37,17 +38,22 @@ def _lifespan(settings: ApiSettings) -> Any:
         nc = await connect(settings.nats_url, "vtp-api")
         js = nc.jetstream()
         await ensure_streams(js)
-        engine = make_engine(settings.database_url)
+        # Sized for many concurrent submits (each holds a connection while it awaits the PubAck), with no
+        # overflow: past 32, a request waits for a connection rather than open (and then close) one. No
+        # pre-ping: a dropped connection costs one request a 503, not every request a round trip.
+        engine = make_engine(settings.database_url, pool_size=32, max_overflow=0, pre_ping=False)
         sessions = make_sessionmaker(engine)
         feed = EventFeed(js)
         read_model = ReadModelConsumer(js, sessions)
         app.state.settings = settings
         app.state.nats = nc
+        app.state.engine = engine
         app.state.sessions = sessions
         app.state.storage = make_storage(
             settings.storage_dir, settings.storage_signing_key, settings.events_url
         )
         app.state.publisher = NatsCommandPublisher(js)
+        app.state.lookups = Lookups()
         app.state.feed = feed
         app.state.read_model = read_model
         await feed.start()
@@ -113,6 +119,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     return app
 
 
+SHUTDOWN_GRACE_SECONDS = 3
+
+
 def main() -> None:
     """Run the api from the environment (`VTP_API_HOST`, `VTP_API_PORT`, `NATS_URL`, `DATABASE_URL`, ...)."""
     settings = ApiSettings()
@@ -127,6 +136,9 @@ def main() -> None:
         http="httptools",
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        # SSE streams never end by themselves: on shutdown, give them a moment, then close them. Clients
+        # reconnect with Last-Event-ID and miss nothing.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
 
 

@@ -7,13 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.api import service
 from services.api.feed import EventFeed
-from services.api.models import Project
 from services.api.read_model import ReadModelConsumer
-from services.api.service import CommandPublisher
+from services.api.service import CommandPublisher, Lookups, ProjectRef
 from services.api.settings import ApiSettings
 from services.common.storage import Storage
 
@@ -32,10 +31,24 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
+async def get_lookups(request: Request) -> Lookups:
+    return request.app.state.lookups  # type: ignore[no-any-return]
+
+
+LookupsDep = Annotated[Lookups, Depends(get_lookups)]
+
+
 async def current_project(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Project:
-    return await service.authenticate(session, credentials.credentials if credentials else None)
+    request: Request,
+    lookups: LookupsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> ProjectRef:
+    api_key = credentials.credentials if credentials else None
+    return await service.authenticate(request.app.state.sessions, lookups, api_key)
+
+
+async def get_engine(request: Request) -> AsyncEngine:
+    return request.app.state.engine  # type: ignore[no-any-return]
 
 
 async def get_settings(request: Request) -> ApiSettings:
@@ -58,7 +71,9 @@ async def get_read_model(request: Request) -> ReadModelConsumer:
     return request.app.state.read_model  # type: ignore[no-any-return]
 
 
-CurrentProject = Annotated[Project, Depends(current_project, scope="function")]
+CurrentProject = Annotated[ProjectRef, Depends(current_project, scope="function")]
+# The submit path's transaction runs on a plain connection of this engine (see service.submit_job).
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 PublisherDep = Annotated[CommandPublisher, Depends(get_publisher)]

@@ -110,6 +110,8 @@ class EventFeed:
                 await self._subscription.unsubscribe()
 
     async def _on_message(self, message: Msg) -> None:
+        if not self._by_job and not self._by_project:
+            return  # nobody is listening: skip parsing and rendering
         item = StreamEvent.of(message)
         if item is None:
             return

@@ -1,7 +1,8 @@
 """The durable `api-read-model` consumer: keeps the jobs table current from VTP_EVENTS.
 
-Ack after the event is applied and committed; nak with a delay when the database fails (transient);
-term a message that is not a JobEvent or that violates a constraint (permanent: it can never apply).
+Events that have arrived are applied in batches, in order, one transaction per batch. Ack after the batch is
+committed; nak with a delay when the database fails (transient); term a message that is not a JobEvent or
+that violates a constraint (permanent: it can never apply).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from services.api import service
 
 log = logging.getLogger(__name__)
 
-IDLE_WAIT = 5.0
+# At most this many events per transaction: one commit for many events, yet short transactions.
+BATCH = 200
 REMEMBERED_JOBS = 10_000
 CATCH_UP_WAIT = 3.0
 CATCH_UP_POLL = 0.1
@@ -38,6 +40,7 @@ class ReadModelConsumer:
         self._sessions = sessions
         self._task: asyncio.Task[None] | None = None
         self._subscription: JetStreamContext.PushSubscription | None = None
+        self._received: asyncio.Queue[Msg] = asyncio.Queue()
         # The newest version applied per job (recent jobs only), and SSE streams waiting for one.
         self._applied: OrderedDict[str, int] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Event]] = {}
@@ -48,6 +51,7 @@ class ReadModelConsumer:
         subscription = await self._js.subscribe(
             subjects.EVENTS_ALL,
             queue=subjects.API_READ_MODEL_CONSUMER,
+            cb=self._receive,
             durable=subjects.API_READ_MODEL_CONSUMER,
             stream=subjects.EVENTS_STREAM,
             manual_ack=True,
@@ -60,7 +64,7 @@ class ReadModelConsumer:
             ),
         )
         self._subscription = subscription
-        self._task = asyncio.create_task(self._run(subscription), name="api-read-model")
+        self._task = asyncio.create_task(self._run(), name="api-read-model")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -72,35 +76,47 @@ class ReadModelConsumer:
             with contextlib.suppress(nats.errors.Error):
                 await self._subscription.unsubscribe()
 
-    async def _run(self, subscription: JetStreamContext.PushSubscription) -> None:
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=IDLE_WAIT)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except nats.errors.Error as exc:
-                log.warning("read model: receive failed (%s); retrying", exc)
-                await asyncio.sleep(RETRY_DELAY)
-                continue
-            try:
-                await self._handle(message)
-            except Exception:
-                # A bug or a lost connection must not stop the consumer; unacked, the message comes again.
-                log.exception("read model: handling %s failed", message.subject)
+    async def _receive(self, message: Msg) -> None:
+        # Only queue it, so that what arrives while a batch is being applied makes up the next batch. The
+        # queue stays bounded by the consumer's max_ack_pending.
+        self._received.put_nowait(message)
 
-    async def _handle(self, message: Msg) -> None:
-        try:
-            event = JobEvent.model_validate_json(message.data)
-        except ValidationError:
-            log.error("read model: not a JobEvent on %s; terminating it", message.subject)
-            await message.term()
-            return
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._received.get()]
+            while len(batch) < BATCH and not self._received.empty():
+                batch.append(self._received.get_nowait())
+            try:
+                await self._handle(batch)
+            except Exception:
+                # A bug or a lost connection must not stop the consumer; unacked, the messages come again.
+                log.exception("read model: handling a batch of %d events failed", len(batch))
+
+    async def _handle(self, batch: list[Msg]) -> None:
+        events: list[tuple[Msg, JobEvent]] = []
+        for message in batch:
+            try:
+                events.append((message, JobEvent.model_validate_json(message.data)))
+            except ValidationError:
+                log.error("read model: not a JobEvent on %s; terminating it", message.subject)
+                await message.term()
+        if events:
+            await self._apply(events)
+
+    async def _apply(self, events: list[tuple[Msg, JobEvent]]) -> None:
         try:
             async with self._sessions() as session, session.begin():
-                await service.apply_event(session, event)
+                for _, event in events:
+                    await service.apply_event(session, event)
         except IntegrityError as exc:
+            if len(events) > 1:
+                # Some event of the batch can never apply: apply them one at a time to terminate only it.
+                for one in events:
+                    await self._apply([one])
+                return
             # E.g. an event of a project this database does not know: retrying can never make it apply, and
             # redelivering it forever would hold back every event behind it.
+            message, event = events[0]
             log.error(
                 "read model: event %s v%s can never apply (%s); terminating it",
                 event.job_id,
@@ -110,11 +126,13 @@ class ReadModelConsumer:
             await message.term()
             return
         except (SQLAlchemyError, OSError) as exc:
-            log.warning("read model: applying %s v%s failed (%s); retrying", event.job_id, event.version, exc)
-            await message.nak(delay=RETRY_DELAY)
+            log.warning("read model: applying %d events failed (%s); retrying", len(events), exc)
+            for message, _ in events:
+                await message.nak(delay=RETRY_DELAY)
             return
-        self._mark_applied(event.job_id, event.version)
-        await message.ack()
+        for message, event in events:
+            self._mark_applied(event.job_id, event.version)
+            await message.ack()
 
     def _mark_applied(self, job_id: str, version: int) -> None:
         if self._applied.get(job_id, 0) < version:

@@ -1,16 +1,36 @@
 """All SQL of the api service. Functions take the caller's session and never commit: the caller owns the
-transaction."""
+transaction.
+
+The hot paths (submit, applying events) use SQLAlchemy Core: statements built once with bind parameters
+(building a statement costs more than executing it), and on the submit path a plain connection rather
+than an ORM session.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.api.models import ApiKey, Artifact, Dataset, Job, Project
+
+jobs: Table = Job.__table__  # type: ignore[assignment]
+datasets: Table = Dataset.__table__  # type: ignore[assignment]
+
+# Of two racing submits with the same idempotency key, ON CONFLICT makes the second wait for the first to
+# commit, then insert nothing.
+_INSERT_JOB = (
+    insert(jobs).on_conflict_do_nothing(index_elements=["project_id", "idempotency_key"]).returning(jobs.c.id)
+)
+_INSERT_JOB_IF_MISSING = insert(jobs).on_conflict_do_nothing(index_elements=["id"])
+# The columns to set are the keys of the parameters; the version check and the write are one statement, so
+# api processes applying events of the same job concurrently cannot both pass the check.
+_UPDATE_JOB_IF_OLDER = update(jobs).where(
+    jobs.c.id == bindparam("p_job_id"), jobs.c.version < bindparam("p_version")
+)
 
 # Projects and keys
 
@@ -22,13 +42,15 @@ async def add_project(session: AsyncSession, project: Project, key: ApiKey) -> N
     await session.flush()
 
 
-async def project_by_key_hash(session: AsyncSession, key_hash: str) -> Project | None:
+async def project_by_key_hash(session: AsyncSession, key_hash: str) -> tuple[str, str] | None:
+    """`(id, name)` of the project of an unrevoked key."""
     statement = (
-        select(Project)
+        select(Project.id, Project.name)
         .join(ApiKey, ApiKey.project_id == Project.id)
         .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
     )
-    return (await session.execute(statement)).scalar_one_or_none()
+    row = (await session.execute(statement)).one_or_none()
+    return None if row is None else (row.id, row.name)
 
 
 # Datasets
@@ -37,6 +59,17 @@ async def project_by_key_hash(session: AsyncSession, key_hash: str) -> Project |
 async def add_dataset(session: AsyncSession, dataset: Dataset) -> None:
     session.add(dataset)
     await session.flush()
+
+
+async def dataset_location(
+    conn: AsyncConnection, project_id: str, dataset_id: str
+) -> tuple[str, str, str] | None:
+    """`(id, format, storage_key)` of a dataset of the project."""
+    statement = select(datasets.c.id, datasets.c.format, datasets.c.storage_key).where(
+        datasets.c.id == dataset_id, datasets.c.project_id == project_id
+    )
+    row = (await conn.execute(statement)).one_or_none()
+    return None if row is None else (row.id, row.format, row.storage_key)
 
 
 async def get_dataset(session: AsyncSession, project_id: str, dataset_id: str) -> Dataset | None:
@@ -57,29 +90,20 @@ async def list_datasets(session: AsyncSession, project_id: str, limit: int) -> l
 # Jobs
 
 
-async def insert_job(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert a job row; False when the project already has a job with the same idempotency key.
-
-    ON CONFLICT waits for a concurrent transaction holding the same key, so of two racing submits exactly
-    one inserts and the other sees its row once it commits.
-    """
-    statement = (
-        insert(Job)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["project_id", "idempotency_key"])
-        .returning(Job.id)
-    )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+async def insert_job(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert a job row; False when the project already has a job with the same idempotency key."""
+    return (await conn.execute(_INSERT_JOB, values)).scalar_one_or_none() is not None
 
 
 async def insert_job_if_missing(session: AsyncSession, values: dict[str, Any]) -> None:
-    statement = insert(Job).values(**values).on_conflict_do_nothing(index_elements=["id"])
-    await session.execute(statement)
+    await session.execute(_INSERT_JOB_IF_MISSING, values)
 
 
-async def job_by_idempotency_key(session: AsyncSession, project_id: str, key: str) -> Job | None:
-    statement = select(Job).where(Job.project_id == project_id, Job.idempotency_key == key)
-    return (await session.execute(statement)).scalar_one_or_none()
+async def job_by_idempotency_key(conn: AsyncConnection, project_id: str, key: str) -> Job | None:
+    """The job as a plain (transient) `Job`: read on a connection, not loaded into a session."""
+    statement = select(jobs).where(jobs.c.project_id == project_id, jobs.c.idempotency_key == key)
+    row = (await conn.execute(statement)).one_or_none()
+    return None if row is None else Job(**row._mapping)
 
 
 async def get_job(session: AsyncSession, project_id: str, job_id: str) -> Job | None:
@@ -87,9 +111,9 @@ async def get_job(session: AsyncSession, project_id: str, job_id: str) -> Job | 
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def lock_job(session: AsyncSession, job_id: str) -> Job | None:
-    statement = select(Job).where(Job.id == job_id).with_for_update()
-    return (await session.execute(statement)).scalar_one_or_none()
+async def job_exists(session: AsyncSession, job_id: str) -> bool:
+    statement = select(Job.id).where(Job.id == job_id)
+    return (await session.execute(statement)).scalar_one_or_none() is not None
 
 
 async def job_version(session: AsyncSession, job_id: str) -> int:
@@ -97,8 +121,12 @@ async def job_version(session: AsyncSession, job_id: str) -> int:
     return int((await session.execute(statement)).scalar_one_or_none() or 0)
 
 
-async def update_job(session: AsyncSession, job_id: str, values: dict[str, Any]) -> None:
-    await session.execute(update(Job).where(Job.id == job_id).values(**values))
+async def update_job_if_older(
+    session: AsyncSession, job_id: str, version: int, values: dict[str, Any]
+) -> bool:
+    """Update the job unless it already holds `version` or a newer one; False when it does (or is unknown)."""
+    result = await session.execute(_UPDATE_JOB_IF_OLDER, {"p_job_id": job_id, "p_version": version, **values})
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def list_jobs(

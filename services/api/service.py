@@ -1,7 +1,7 @@
 """The api's decisions: who is calling, what a submit/cancel does, how an event changes the read model.
 
-Functions take the caller's session and never commit (the route or consumer owns the transaction). Nothing
-here knows about HTTP.
+Functions take the caller's session (submit, the hot path: its plain connection) and never commit (the route
+or consumer owns the transaction). Nothing here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -14,26 +14,31 @@ import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol, get_args
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from contracts.commands import CancelJob, DatasetRef, SubmitJob
 from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
 from services.api import archives, repository
+from services.api.cache import TtlCache
 from services.api.errors import BadRequest, Conflict, InvalidField, NotFound, PayloadTooLarge, Unauthorized
 from services.api.keys import hash_key
-from services.api.models import Artifact, Dataset, Job, Project
+from services.api.models import Artifact, Dataset, Job
 from services.api.schemas import DatasetFormat, JobCreate
 from services.common import storage as storage_keys
 from services.common.storage import ObjectTooLarge, Storage
 
 DATASET_FORMATS: tuple[str, ...] = get_args(DatasetFormat)
 CHUNK = 1024 * 1024
+# Each api process remembers a key's project this long, so revoking a key takes effect within it.
+KEY_CACHE_SECONDS = 30.0
+# Datasets never change once uploaded; this only bounds how long an unused one is remembered.
+DATASET_CACHE_SECONDS = 600.0
 
 
 class CommandPublisher(Protocol):
@@ -50,15 +55,43 @@ def new_trace_id() -> str:
     return trace_id
 
 
+@dataclass(frozen=True)
+class ProjectRef:
+    """The project an API key belongs to (immutable, so one instance can serve many requests)."""
+
+    id: str
+    name: str
+
+
+@dataclass
+class Lookups:
+    """What nearly every request looks up, remembered in the process; misses (unknown keys, unknown
+    datasets) are not remembered, so a new key or dataset works at once."""
+
+    projects: TtlCache[str, ProjectRef] = field(default_factory=lambda: TtlCache(KEY_CACHE_SECONDS))
+    datasets: TtlCache[tuple[str, str], DatasetRef] = field(
+        default_factory=lambda: TtlCache(DATASET_CACHE_SECONDS)
+    )
+
+
 # Auth
 
 
-async def authenticate(session: AsyncSession, api_key: str | None) -> Project:
+async def authenticate(
+    sessions: async_sessionmaker[AsyncSession], lookups: Lookups, api_key: str | None
+) -> ProjectRef:
+    """The key's project; the database is asked (in a session of its own) only when the key is not cached."""
     if not api_key:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    project = await repository.project_by_key_hash(session, hash_key(api_key))
+    key_hash = hash_key(api_key)
+    project = lookups.projects.get(key_hash)
     if project is None:
-        raise Unauthorized("invalid API key")
+        async with sessions() as session:
+            row = await repository.project_by_key_hash(session, key_hash)
+        if row is None:
+            raise Unauthorized("invalid API key")
+        project = ProjectRef(*row)
+        lookups.projects.put(key_hash, project)
     return project
 
 
@@ -147,9 +180,23 @@ class Submitted:
     created: bool
 
 
+async def _dataset_ref(
+    conn: AsyncConnection, lookups: Lookups, project_id: str, dataset_id: str
+) -> DatasetRef | None:
+    ref = lookups.datasets.get((project_id, dataset_id))
+    if ref is None:
+        location = await repository.dataset_location(conn, project_id, dataset_id)
+        if location is None:
+            return None
+        ref = DatasetRef(id=location[0], format=location[1], storage_key=location[2])
+        lookups.datasets.put((project_id, dataset_id), ref)
+    return ref
+
+
 async def submit_job(
-    session: AsyncSession,
+    conn: AsyncConnection,
     publisher: CommandPublisher,
+    lookups: Lookups,
     project_id: str,
     request: JobCreate,
     idempotency_key: str | None,
@@ -160,40 +207,38 @@ async def submit_job(
     With an idempotency key, a retry (also a concurrent one) returns the job of the first request.
     """
     if idempotency_key is not None:
-        existing = await repository.job_by_idempotency_key(session, project_id, idempotency_key)
+        existing = await repository.job_by_idempotency_key(conn, project_id, idempotency_key)
         if existing is not None:
             return Submitted(existing, created=False)
-    dataset = await repository.get_dataset(session, project_id, request.dataset)
+    dataset = await _dataset_ref(conn, lookups, project_id, request.dataset)
     if dataset is None:
         raise InvalidField(("body", "dataset"), f"dataset {request.dataset} not found", "not_found")
     spec = request.spec()
     job_id = uuid.uuid4().hex
     trace_id = new_trace_id()
-    inserted = await repository.insert_job(
-        session,
-        {
-            "id": job_id,
-            "project_id": project_id,
-            "name": request.name,
-            "state": JobState.PENDING.value,
-            "attempt": 0,
-            "max_attempts": request.max_attempts,
-            "version": 0,
-            "framework": spec.framework,
-            "task": spec.task,
-            "model": spec.model,
-            "hyperparameters": spec.hyperparameters.model_dump(mode="json"),
-            "dataset_id": dataset.id,
-            "pool": request.pool,
-            "trace_id": trace_id,
-            "created_at": now,
-            "updated_at": now,
-            "idempotency_key": idempotency_key,
-        },
-    )
+    values: dict[str, Any] = {
+        "id": job_id,
+        "project_id": project_id,
+        "name": request.name,
+        "state": JobState.PENDING.value,
+        "attempt": 0,
+        "max_attempts": request.max_attempts,
+        "version": 0,
+        "framework": spec.framework,
+        "task": spec.task,
+        "model": spec.model,
+        "hyperparameters": spec.hyperparameters.model_dump(mode="json"),
+        "dataset_id": dataset.id,
+        "pool": request.pool,
+        "trace_id": trace_id,
+        "created_at": now,
+        "updated_at": now,
+        "idempotency_key": idempotency_key,
+    }
+    inserted = await repository.insert_job(conn, values)
     if not inserted:
         assert idempotency_key is not None  # only the idempotency key can conflict
-        existing = await repository.job_by_idempotency_key(session, project_id, idempotency_key)
+        existing = await repository.job_by_idempotency_key(conn, project_id, idempotency_key)
         if existing is None:  # pragma: no cover - the conflicting row is committed by then
             raise Conflict("a concurrent request with the same Idempotency-Key is in progress")
         return Submitted(existing, created=False)
@@ -203,16 +248,15 @@ async def submit_job(
             project_id=project_id,
             name=request.name,
             spec=spec,
-            dataset=DatasetRef(id=dataset.id, format=dataset.format, storage_key=dataset.storage_key),
+            dataset=dataset,
             pool=request.pool,
             max_attempts=request.max_attempts,
             trace_id=trace_id,
             submitted_at=now,
         )
     )
-    job = await repository.get_job(session, project_id, job_id)
-    assert job is not None
-    return Submitted(job, created=True)
+    # The row is exactly what was inserted: answer from the values rather than read it back.
+    return Submitted(Job(**values), created=True)
 
 
 async def get_job(session: AsyncSession, project_id: str, job_id: str) -> Job:
@@ -322,13 +366,9 @@ def _changes(event: JobEvent) -> dict[str, Any]:
 async def apply_event(session: AsyncSession, event: JobEvent) -> bool:
     """Apply one job event to the read model. Idempotent: an event at or below the stored version changes
     nothing (artifacts are keyed by name, so re-recording one is harmless). Returns whether it applied."""
-    if event.type == EventType.SUBMITTED:
-        # Normally the row exists (written at submit); this covers a submit whose commit was lost.
-        await repository.insert_job_if_missing(session, _job_from_submitted(event))
-    job = await repository.lock_job(session, event.job_id)
-    if job is None:
-        return False
     if event.type == EventType.ARTIFACT and event.payload.get("name"):
+        if not await repository.job_exists(session, event.job_id):
+            return False
         payload = event.payload
         await repository.upsert_artifact(
             session,
@@ -342,10 +382,13 @@ async def apply_event(session: AsyncSession, event: JobEvent) -> bool:
                 "created_at": event.time,
             },
         )
-    if event.version <= job.version:
-        return False
-    await repository.update_job(session, event.job_id, _changes(event))
-    return True
+    changes = _changes(event)
+    applied = await repository.update_job_if_older(session, event.job_id, event.version, changes)
+    if not applied and event.type == EventType.SUBMITTED:
+        # Normally the row exists (written at submit); this covers a submit whose commit was lost.
+        await repository.insert_job_if_missing(session, _job_from_submitted(event))
+        applied = await repository.update_job_if_older(session, event.job_id, event.version, changes)
+    return applied
 
 
 async def stored_version(session: AsyncSession, job_id: str) -> int:

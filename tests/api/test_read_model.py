@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
+from datetime import UTC, datetime
 
 import httpx
 
 from contracts import subjects
+from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
+from services.api.read_model import ReadModelConsumer
+from services.common.db import make_engine, make_sessionmaker
 from services.common.storage import LocalStorage, UrlSigner, artifact_key
 
 from .conftest import ApiServer, Project, eventually, job_reaches
@@ -123,3 +128,62 @@ async def test_an_event_that_can_never_apply_does_not_hold_back_the_ones_behind_
         return info.num_ack_pending == 0 and info.num_pending == 0
 
     await eventually(nothing_left_to_redeliver)
+
+
+class RecordedMessage:
+    """A delivered message as the consumer sees it, recording how it was settled."""
+
+    def __init__(self, event: JobEvent) -> None:
+        self.subject = subjects.event_subject(event.job_id, event.type.value)
+        self.data = event.model_dump_json().encode()
+        self.settled: list[str] = []
+
+    async def ack(self) -> None:
+        self.settled.append("ack")
+
+    async def term(self) -> None:
+        self.settled.append("term")
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.settled.append("nak")
+
+
+async def test_one_event_that_can_never_apply_does_not_fail_its_batch(
+    project: Project, submit, js, postgres_url: str
+) -> None:
+    job = await submit()
+    lost_id = uuid.uuid4().hex
+
+    def event(job_id: str, project_id: str, event_type: EventType, state: JobState, version: int) -> JobEvent:
+        return JobEvent(
+            job_id=job_id,
+            project_id=project_id,
+            type=event_type,
+            state=state,
+            attempt=1,
+            version=version,
+            time=datetime.now(UTC),
+            trace_id=job["trace_id"],
+            payload={},
+        )
+
+    batch = [
+        RecordedMessage(event(job["id"], project.id, EventType.SUBMITTED, JobState.PENDING, 1)),
+        RecordedMessage(event("0" * 32, "no-such-project", EventType.SUBMITTED, JobState.PENDING, 1)),
+        RecordedMessage(event(job["id"], project.id, EventType.QUEUED, JobState.QUEUED, 2)),
+        RecordedMessage(event(job["id"], project.id, EventType.QUEUED, JobState.QUEUED, 2)),  # a redelivery
+        # A job whose submit commit was lost: its job.submitted event makes the row.
+        RecordedMessage(event(lost_id, project.id, EventType.SUBMITTED, JobState.PENDING, 1)),
+    ]
+    engine = make_engine(postgres_url, pool_size=1)
+    try:
+        consumer = ReadModelConsumer(js, make_sessionmaker(engine))
+        await consumer._handle(batch)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+    assert [message.settled for message in batch] == [["ack"], ["term"], ["ack"], ["ack"], ["ack"]]
+    stored = (await project.client.get(f"/v1/jobs/{job['id']}")).json()
+    assert (stored["state"], stored["version"]) == ("QUEUED", 2)
+    recovered = (await project.client.get(f"/v1/jobs/{lost_id}")).json()
+    assert (recovered["state"], recovered["version"]) == ("PENDING", 1)
+    assert await consumer.caught_up(job["id"], 2, within=0)

@@ -205,6 +205,7 @@ class Submitter:
             self.pool_of_connections.put_nowait(LeanConnection(api_url, headers))
         self.dataset = dataset
         self.submitted_at: dict[str, float] = {}
+        self.answered_at: dict[str, float] = {}
         self.failures: list[str] = []
 
     async def submit(self, pool: str) -> str | None:
@@ -229,6 +230,7 @@ class Submitter:
             return None
         job_id = str(response.json()["id"])
         self.submitted_at[job_id] = started
+        self.answered_at[job_id] = time.perf_counter()
         return job_id
 
 
@@ -356,6 +358,7 @@ async def run(args: argparse.Namespace) -> None:
             await paced(args.paced, 50, submit_one)
             await watch.wait_for("queued", paced_ids, 60)
             to_queued = [watch.seen["queued"][j] - submitter.submitted_at[j] for j in paced_ids]
+            to_answer = [submitter.answered_at[j] - submitter.submitted_at[j] for j in paced_ids]
             await watch.wait_for("succeeded", paced_ids, 120)
 
             print(f"burst: {args.jobs} submits, {args.connections} in flight …", flush=True)
@@ -388,6 +391,7 @@ async def run(args: argparse.Namespace) -> None:
             n = len(burst_ids)
             print()
             row("JetStream publish->consume (floor), 50 msg/s", ms(floor))
+            row("submit->202 answer at 50 submits/s", ms(to_answer))
             row("submit->QUEUED at 50 submits/s", ms(to_queued))
             row("  ratio to floor", ratio(to_queued, floor))
             row(f"callback->SSE, {args.sse_clients} clients", ms(to_sse))

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +26,7 @@ from services.api.service import Lookups
 from services.api.settings import ApiSettings
 from services.common.db import make_engine, make_sessionmaker
 from services.common.nats import connect, ensure_streams
+from services.common.startup import freeze_startup_heap
 from services.common.storage import make_storage
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ def _lifespan(settings: ApiSettings) -> Any:
         app.state.read_model = read_model
         await feed.start()
         await read_model.start()
-        # Start-up objects live for the whole process: keep them out of every future GC pass.
-        gc.freeze()
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from services.common import nats as common_nats
 from services.common import storage, tokens
 from services.common.db import make_engine, make_sessionmaker
+from services.common.startup import freeze_startup_heap
 from services.events import errors
 from services.events.handlers import run_job_status_consumer
 from services.events.routes import callbacks
@@ -41,6 +42,7 @@ def create_app(settings: EventsSettings) -> FastAPI:
         app.state.callbacks = CallbackService(js, sessions, local, settings.artifact_url_ttl)
         app.state.storage = StorageService(local, signer, settings.max_upload_bytes)
         consumer = asyncio.create_task(run_job_status_consumer(js, sessions), name="events-job-status")
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -17,7 +17,7 @@ from services.common import nats as common_nats
 from services.events.settings import EventsSettings
 from services.events.testing import serve_in_thread
 from vtp.embedded.ports import free_port
-from vtp.synthetic import make_imagefolder_archive
+from vtp.synthetic import make_imagefolder_archive, make_yolo_detect_archive, make_yolo_segment_archive
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,25 @@ async def js(nats_server) -> AsyncIterator[JetStreamContext]:
 def pool() -> str:
     """A pool of its own per test, so no test sees another's dispatch messages."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class YoloDataset:
+    archive: Path
+    key: str
+    format: str
+
+
+@pytest.fixture(scope="session")
+def yolo_datasets(platform: Platform, session_dir: Path) -> dict[str, YoloDataset]:
+    """Ultralytics-layout datasets in the events service's storage, by format (yolo-detect, yolo-segment)."""
+    base = session_dir / "yolo-datasets"
+    makers = {"yolo-detect": make_yolo_detect_archive, "yolo-segment": make_yolo_segment_archive}
+    found = {}
+    for dataset_format, make in makers.items():
+        archive = make(base / f"{dataset_format}.zip", classes=2, train=16, val=8, size=64)
+        key = storage.dataset_key(uuid.uuid4().hex, archive.name)
+        (platform.settings.storage_dir / key).parent.mkdir(parents=True)
+        shutil.copy(archive, platform.settings.storage_dir / key)
+        found[dataset_format] = YoloDataset(archive, key, dataset_format)
+    return found

@@ -1,0 +1,317 @@
+"""The Ultralytics trainer for real: `python -m trainers.ultralytics` started with the trainer environment the
+runner gives it, a real events service, real YOLO training on generated data, reports in VTP_REPORTS,
+artifacts in storage, and cancellation between batches.
+
+The trainer is started directly rather than through `trainers.runner`: the dispatch contract
+(`contracts.jobs.JobSpec`) accepts only timm jobs until it is widened. The environment is built the
+runner's way (`trainers.runner.PASSTHROUGH`), so nothing else differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from contracts import subjects
+from contracts.events import JobEvent
+from contracts.jobs import EventType, JobState
+from contracts.reports import ArtifactReport, DoneReport, ProgressReport
+from services.events.testing import stored_reports
+from trainers.runner import PASSTHROUGH, PASSTHROUGH_PREFIXES
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+YOLO_ARTIFACTS = {"best.pt", "last.pt", "results.csv", "args.yaml"}
+BOX_METRICS = {"precision", "recall", "mAP50", "mAP50-95"}
+
+
+def trainer_environ(platform, job_id: str, dataset_key: str, dataset_format: str, spec: dict) -> dict:
+    env = {k: v for k, v in os.environ.items() if k in PASSTHROUGH or k.startswith(PASSTHROUGH_PREFIXES)}
+    return env | {
+        "PYTHONUNBUFFERED": "1",
+        "VTP_JOB_ID": job_id,
+        "VTP_ATTEMPT": "1",
+        "VTP_CALLBACK_URL": f"{platform.events_url}/v1/callbacks",
+        "VTP_CALLBACK_TOKEN": platform.token(job_id),
+        "VTP_JOB_SPEC": json.dumps({"framework": "ultralytics", **spec}),
+        "VTP_DATASET_URL": platform.signer.sign(dataset_key, "GET", 600),
+        "VTP_DATASET_FORMAT": dataset_format,
+        "VTP_HEARTBEAT_INTERVAL": "0.2",
+        "TRACEPARENT": TRACEPARENT,
+    }
+
+
+async def start_trainer(platform, dataset_key: str, dataset_format: str, **spec) -> tuple[str, object]:
+    job_id = uuid.uuid4().hex
+    env = trainer_environ(platform, job_id, dataset_key, dataset_format, spec)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "trainers.ultralytics", env=env)
+    return job_id, process
+
+
+def of_kind(found, kind):
+    return [report for _, report in found if isinstance(report, kind)]
+
+
+async def finished(js, job_id: str) -> tuple[list[ProgressReport], dict[str, ArtifactReport], DoneReport]:
+    found = await stored_reports(js, job_id)
+    assert {report.trace_id for _, report in found} == {TRACEPARENT.split("-")[1]}
+    [done] = of_kind(found, DoneReport)
+    assert found[-1][1] == done
+    artifacts = {a.name: a for a in of_kind(found, ArtifactReport)}
+    return of_kind(found, ProgressReport), artifacts, done
+
+
+async def publish_cancelled(js, job_id: str) -> None:
+    event = JobEvent(
+        job_id=job_id,
+        project_id="p",
+        type=EventType.CANCELLED,
+        state=JobState.CANCELLED,
+        attempt=1,
+        version=4,
+        time=datetime.now(UTC),
+        trace_id="t",
+        payload={"reason": "user asked"},
+    )
+    await js.publish(
+        subjects.event_subject(job_id, EventType.CANCELLED.value),
+        event.model_dump_json().encode(),
+        stream=subjects.EVENTS_STREAM,
+        headers={"Nats-Msg-Id": f"{job_id}:4"},
+    )
+
+
+def validate_with_plain_ultralytics(weights: Path, data: Path, work: Path) -> dict:
+    """Load `weights` with `ultralytics.YOLO(path)` and run `.val()`, in a child process: Ultralytics writes
+    settings and changes logging at import, which this test process should not inherit."""
+    script = f"""
+import json
+from pathlib import Path
+from trainers.ultralytics import offline
+offline.prepare(Path({str(work / "config")!r}))
+offline.configure()
+from ultralytics import YOLO
+model = YOLO({str(weights)!r})
+metrics = model.val(data={str(data)!r}, imgsz=64, batch=8, device="cpu", workers=0, plots=False,
+                    project={str(work / "val")!r}, name="val", exist_ok=True)
+print(json.dumps({{"task": model.task, "names": model.names, "results": metrics.results_dict}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+async def test_detect_job_reports_each_epoch_and_its_best_pt_validates(platform, js, yolo_datasets, tmp_path):
+    dataset = yolo_datasets["yolo-detect"]
+    started = time.monotonic()
+    job_id, trainer = await start_trainer(
+        platform,
+        dataset.key,
+        dataset.format,
+        task="detect",
+        model="yolo11n.yaml",
+        hyperparameters={"epochs": 2, "imgsz": 64, "batch": 8, "mosaic": 0.0, "seed": 0},
+    )
+    assert await asyncio.wait_for(trainer.wait(), 120) == 0
+    elapsed = time.monotonic() - started
+
+    progress, artifacts, done = await finished(js, job_id)
+    assert [(p.epoch, p.epochs) for p in progress] == [(1, 2), (2, 2)]
+    for report in progress:
+        assert BOX_METRICS | {"train_box_loss", "train_cls_loss", "train_dfl_loss"} <= set(report.metrics)
+        assert all(isinstance(v, float) for v in report.metrics.values())
+    assert set(artifacts) == YOLO_ARTIFACTS
+    assert done.status == "succeeded"
+    assert BOX_METRICS <= set(done.metrics)
+    assert done.metrics["epochs"] == 2
+    best = platform.artifact_path(job_id, "best.pt")
+    assert best.stat().st_size == artifacts["best.pt"].size
+    assert platform.artifact_path(job_id, "last.pt").stat().st_size == artifacts["last.pt"].size
+    assert len(platform.artifact_path(job_id, "results.csv").read_text().splitlines()) == 3  # header + 2
+
+    from trainers.ultralytics.data import yolo_data
+
+    with zipfile.ZipFile(dataset.archive) as zf:
+        zf.extractall(tmp_path / "dataset")
+    checked = validate_with_plain_ultralytics(best, yolo_data(tmp_path / "dataset"), tmp_path)
+    assert checked["task"] == "detect"
+    assert checked["names"] == {"0": "box_00", "1": "ellipse_01"}
+    assert "metrics/mAP50(B)" in checked["results"]
+    print(f"detect job: {elapsed:.1f}s")
+
+
+async def test_classify_job_reports_top1_and_top5(platform, js):
+    job_id, trainer = await start_trainer(
+        platform,
+        platform.dataset_key,
+        "imagefolder",
+        task="classify",
+        model="yolo11n-cls.yaml",
+        hyperparameters={"epochs": 2, "imgsz": 32, "batch": 8},
+    )
+    assert await asyncio.wait_for(trainer.wait(), 120) == 0
+    progress, artifacts, done = await finished(js, job_id)
+    assert [(p.epoch, p.epochs) for p in progress] == [(1, 2), (2, 2)]
+    for report in progress:
+        assert {"top1", "top5", "train_loss"} <= set(report.metrics)
+        assert 0.0 <= report.metrics["top1"] <= report.metrics["top5"] <= 1.0
+    assert YOLO_ARTIFACTS == set(artifacts)
+    assert done.status == "succeeded"
+    assert {"top1", "top5"} <= set(done.metrics)
+
+
+async def test_segment_job_trains_an_epoch(platform, js, yolo_datasets):
+    dataset = yolo_datasets["yolo-segment"]
+    job_id, trainer = await start_trainer(
+        platform,
+        dataset.key,
+        dataset.format,
+        task="segment",
+        model="yolo11n-seg.yaml",
+        hyperparameters={"epochs": 1, "imgsz": 64, "batch": 8, "mosaic": 0.0},
+    )
+    assert await asyncio.wait_for(trainer.wait(), 120) == 0
+    progress, artifacts, done = await finished(js, job_id)
+    [report] = progress
+    assert (report.epoch, report.epochs) == (1, 1)
+    assert BOX_METRICS | {f"{name}_mask" for name in BOX_METRICS} | {"train_seg_loss"} <= set(report.metrics)
+    assert {"best.pt", "last.pt"} <= set(artifacts)
+    assert done.status == "succeeded"
+    assert "mAP50_mask" in done.metrics
+
+
+async def test_cancel_stops_between_batches_and_keeps_the_last_checkpoint(platform, js, yolo_datasets):
+    dataset = yolo_datasets["yolo-detect"]
+    job_id, trainer = await start_trainer(
+        platform,
+        dataset.key,
+        dataset.format,
+        task="detect",
+        model="yolo11n.yaml",
+        hyperparameters={"epochs": 200, "imgsz": 32, "batch": 4, "mosaic": 0.0},
+    )
+    deadline = time.monotonic() + 90
+    while not of_kind(await stored_reports(js, job_id), ProgressReport):
+        assert time.monotonic() < deadline, "no progress report"
+        assert trainer.returncode is None
+        await asyncio.sleep(0.1)
+    await publish_cancelled(js, job_id)
+    assert await asyncio.wait_for(trainer.wait(), 60) == 0
+
+    progress, artifacts, done = await finished(js, job_id)
+    assert done.status == "cancelled"
+    assert done.reason == "job is CANCELLED"
+    assert 1 <= len(progress) < 200
+    assert [p.epoch for p in progress] == list(range(1, len(progress) + 1))
+    assert done.metrics["epochs"] == len(progress)
+    assert "last.pt" in artifacts
+    assert platform.artifact_path(job_id, "last.pt").stat().st_size == artifacts["last.pt"].size
+
+
+async def test_a_refused_spec_fails_the_job_naming_the_field(platform, js, yolo_datasets):
+    dataset = yolo_datasets["yolo-detect"]
+    job_id, trainer = await start_trainer(
+        platform,
+        dataset.key,
+        dataset.format,
+        task="detect",
+        model="yolo11n.yaml",
+        hyperparameters={"epochs": 1, "project": "/tmp/elsewhere"},
+    )
+    assert await asyncio.wait_for(trainer.wait(), 60) == 1
+    _, artifacts, done = await finished(js, job_id)
+    assert done.status == "failed"
+    assert done.reason == "invalid job spec: hyperparameters.project: set by the platform, not by a job"
+    assert artifacts == {}
+
+
+async def test_a_dataset_of_the_wrong_format_fails_the_job(platform, js):
+    job_id, trainer = await start_trainer(
+        platform, platform.dataset_key, "imagefolder", task="detect", model="yolo11n.yaml"
+    )
+    assert await asyncio.wait_for(trainer.wait(), 60) == 1
+    _, _, done = await finished(js, job_id)
+    assert done.status == "failed"
+    assert done.reason == (
+        "DatasetError: dataset format 'imagefolder' does not fit task 'detect' "
+        "(use yolo-detect or yolo-segment)"
+    )
+
+
+NO_NETWORK = """
+import json, socket, sys, threading
+from pathlib import Path
+
+attempts = []
+LOCAL = ("127.", "::1", "localhost")
+
+
+def _refuse(what, host):
+    if isinstance(host, str) and host.startswith(LOCAL):
+        return
+    attempts.append(f"{what} {host}")
+    raise OSError(f"network access refused in this test: {what} {host}")
+
+
+original_connect, original_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _refuse("connect", address[0])
+    return original_connect(self, address)
+
+
+def getaddrinfo(host, *args, **kwargs):
+    _refuse("getaddrinfo", host)
+    return original_getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
+
+from trainers.ultralytics import data, offline
+work = Path(sys.argv[1])
+offline.prepare(work / "config")
+offline.configure()
+from trainers.ultralytics import training
+from trainers.ultralytics.spec import UltralyticsSpec
+
+spec = UltralyticsSpec(framework="ultralytics", task="detect", model="yolov8n.yaml",
+                       hyperparameters={"epochs": 1, "imgsz": 32, "batch": 8})
+epochs = []
+outcome = training.train(spec, data.yolo_data(work / "dataset"), work / "runs", threading.Event(),
+                         lambda epoch, total, metrics: epochs.append(epoch))
+best = (outcome.save_dir / "weights" / "best.pt").is_file()
+during = list(attempts)
+try:  # the guard itself works
+    socket.getaddrinfo("example.com", 443)
+except OSError:
+    pass
+print(json.dumps({"attempts": during, "epochs": epochs, "best": best, "guarded": attempts[len(during):]}))
+"""
+
+
+def test_training_touches_no_network(yolo_datasets, tmp_path):
+    """Every non-loopback connect or name lookup in the trainer process is refused and recorded."""
+    with zipfile.ZipFile(yolo_datasets["yolo-detect"].archive) as zf:
+        zf.extractall(tmp_path / "dataset")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    result = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"attempts": [], "epochs": [1], "best": True, "guarded": ["getaddrinfo example.com"]}
+    assert (tmp_path / "config" / "Ultralytics" / "settings.json").is_file()

@@ -1,0 +1,1 @@
+"""The Ultralytics YOLO trainer (detect, segment, classify): `python -m trainers.ultralytics`."""

@@ -1,0 +1,126 @@
+"""`python -m trainers.ultralytics`: read the trainer environment, fetch the dataset, train a YOLO model from
+its YAML, upload `best.pt`, `last.pt`, `results.csv` and `args.yaml`, report done.
+Exit 0 when succeeded or cancelled, 1 on failure."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from trainers import logs
+from trainers.callbacks import CallbackClient, CallbackError
+from trainers.datasets import download, safe_extract
+from trainers.heartbeat import Heartbeat
+from trainers.ultralytics import data, offline
+from trainers.ultralytics.spec import DATASET_FORMATS, UltralyticsEnv
+
+log = logging.getLogger("trainers.ultralytics")
+
+# Uploaded in this order, those that exist; paths relative to the run folder.
+ARTIFACTS = ("weights/best.pt", "weights/last.pt", "results.csv", "args.yaml")
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str
+    reason: str | None = None
+    metrics: dict[str, float | int] = field(default_factory=dict)
+
+
+def _dataset(env: UltralyticsEnv, work: Path) -> Path:
+    task = env.spec.task
+    if env.dataset_format not in DATASET_FORMATS[task]:
+        raise data.DatasetError(
+            f"dataset format {env.dataset_format!r} does not fit task {task!r} "
+            f"(use {' or '.join(DATASET_FORMATS[task])})"
+        )
+    archive = download(env.dataset_url, work / "dataset.archive")
+    root = safe_extract(archive, work / "dataset")
+    archive.unlink()
+    return data.classify_data(root) if task == "classify" else data.yolo_data(root)
+
+
+def spec_problems(exc: ValidationError) -> str:
+    """One line per problem, each naming its field: the reason a refused spec fails the job with."""
+    lines = []
+    for error in exc.errors():
+        message = error["msg"]
+        if message.startswith("Value error, "):  # our validators name the field themselves
+            lines.append(message.removeprefix("Value error, "))
+        else:
+            lines.append(f"{'.'.join(str(part) for part in error['loc']) or 'spec'}: {message}")
+    return "invalid job spec: " + "; ".join(lines)
+
+
+def upload_artifacts(client: CallbackClient, run_dir: Path) -> list[str]:
+    uploaded = []
+    for relative in ARTIFACTS:
+        path = run_dir / relative
+        if path.is_file():
+            client.upload_artifact(path, path.name)
+            uploaded.append(path.name)
+    return uploaded
+
+
+def run(env: UltralyticsEnv, client: CallbackClient, heartbeat: Heartbeat, work: Path) -> Result:
+    dataset = _dataset(env, work)
+    if heartbeat.stop_requested.is_set():
+        return Result("cancelled", heartbeat.stop_reason)
+    offline.prepare(work / "ultralytics-config")
+    offline.configure()
+    # Imported only now: a job that cannot run fails fast, without paying for torch and Ultralytics.
+    from trainers.ultralytics import training
+
+    def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        log.info("epoch %d/%d %s", epoch, epochs, metrics)
+        client.progress(epoch, epochs, metrics)
+
+    outcome = training.train(env.spec, dataset, work / "runs", heartbeat.stop_requested, on_epoch)
+    uploaded = upload_artifacts(client, outcome.save_dir)
+    log.info("uploaded %s", ", ".join(uploaded) or "nothing")
+    metrics: dict[str, float | int] = {**outcome.metrics, "epochs": outcome.epochs_done}
+    if outcome.stopped:
+        return Result("cancelled", heartbeat.stop_reason, metrics)
+    return Result("succeeded", metrics=metrics)
+
+
+def attempt(client: CallbackClient, heartbeat: Heartbeat) -> Result:
+    """This attempt's outcome; every failure, a refused spec included, becomes a result to report."""
+    try:
+        env = UltralyticsEnv.from_environ()
+    except ValidationError as exc:
+        log.error("%s", spec_problems(exc))
+        return Result("failed", spec_problems(exc))
+    try:
+        with tempfile.TemporaryDirectory(prefix="vtp-ultralytics-") as work:
+            return run(env, client, heartbeat, Path(work))
+    except Exception as exc:
+        log.exception("training failed")
+        return Result("failed", f"{type(exc).__name__}: {exc}")
+
+
+def main() -> int:
+    logs.configure()
+    client = CallbackClient(
+        os.environ["VTP_CALLBACK_URL"],
+        os.environ["VTP_CALLBACK_TOKEN"],
+        os.environ.get("TRACEPARENT") or None,
+    )
+    heartbeat = Heartbeat(client, float(os.environ.get("VTP_HEARTBEAT_INTERVAL", "5"))).start()
+    try:
+        result = attempt(client, heartbeat)
+        # `done` is the attempt's last word: no heartbeat may follow it.
+        heartbeat.close()
+        client.done(result.status, reason=result.reason, metrics=result.metrics)
+    except CallbackError as exc:
+        log.error("could not report the outcome: %s", exc)
+        return 1
+    finally:
+        heartbeat.close()
+        client.close()
+    return 1 if result.status == "failed" else 0

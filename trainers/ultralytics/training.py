@@ -1,0 +1,115 @@
+"""Training with Ultralytics: the model from its YAML, our callbacks on Ultralytics' hooks, a stop flag
+checked between batches. Reports go out through `on_epoch`; nothing here knows about HTTP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainers.ultralytics.metrics import simplify
+from trainers.ultralytics.spec import UltralyticsSpec
+
+log = logging.getLogger(__name__)
+
+RUN_NAME = "run"
+# What a job that names no epochs gets: 10, as for timm jobs, rather than Ultralytics' 100.
+DEFAULTS: dict[str, Any] = {"epochs": 10}
+
+
+@dataclass
+class Outcome:
+    save_dir: Path
+    epochs_done: int = 0
+    stopped: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class EpochReporter:
+    """Ultralytics' callbacks -> one `on_epoch(epoch, epochs, metrics)` per completed epoch.
+
+    `on_fit_epoch_end` also fires for an epoch cut short by a stop, and once more after the loop for the
+    final validation of best.pt (with `trainer.epoch` one past the last). `on_train_epoch_end` tells them
+    apart: it marks which epoch just finished training, and whether it finished or was stopped.
+    """
+
+    def __init__(
+        self, stop: threading.Event, on_epoch: Callable[[int, int, dict[str, float]], None], outcome: Outcome
+    ) -> None:
+        self._stop = stop
+        self._on_epoch = on_epoch
+        self._outcome = outcome
+        self._finished: tuple[int, bool] | None = None  # (epoch, completed) of the latest training pass
+
+    def register(self, model: Any) -> None:
+        model.add_callback("on_train_batch_end", self.on_train_batch_end)
+        model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
+        model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+    def _check_stop(self, trainer: Any) -> None:
+        if self._stop.is_set() and not self._outcome.stopped:
+            log.info("stopping training at epoch %d", trainer.epoch + 1)
+            self._outcome.stopped = True
+        if self._outcome.stopped:
+            trainer.stop = True
+
+    def on_train_batch_end(self, trainer: Any) -> None:
+        self._check_stop(trainer)
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        self._finished = (trainer.epoch, not self._outcome.stopped)
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        finished, self._finished = self._finished, None
+        if finished is None:  # the final validation of best.pt
+            self._outcome.metrics = simplify(trainer.metrics)
+            return
+        epoch, completed = finished
+        if completed:
+            losses = (
+                trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
+            )
+            metrics = simplify({**losses, **trainer.metrics})
+            self._outcome.epochs_done = epoch + 1
+            self._outcome.metrics = {k: v for k, v in metrics.items() if not k.startswith(("train_", "val_"))}
+            self._on_epoch(epoch + 1, trainer.epochs, metrics)
+        self._check_stop(trainer)
+
+
+def device() -> str:
+    import torch
+
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
+def train(
+    spec: UltralyticsSpec,
+    data: Path,
+    project: Path,
+    stop: threading.Event,
+    on_epoch: Callable[[int, int, dict[str, float]], None],
+) -> Outcome:
+    """Train `spec.model` on `data` into `project/run`. The caller has run `offline.prepare` already."""
+    from ultralytics import YOLO
+
+    arguments = {**DEFAULTS, **spec.hyperparameters}
+    outcome = Outcome(save_dir=project / RUN_NAME)
+    model = YOLO(spec.model, task=spec.task)
+    EpochReporter(stop, on_epoch, outcome).register(model)
+    log.info("training %s (%s) on %s with %s", spec.model, spec.task, device(), arguments)
+    model.train(
+        data=str(data),
+        **arguments,
+        project=str(project.resolve()),
+        name=RUN_NAME,
+        exist_ok=True,
+        workers=0,
+        device=device(),
+        plots=False,
+        verbose=False,
+        val=True,
+    )
+    return outcome

@@ -43,7 +43,7 @@ class ApiServer:
     settings: ApiSettings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api_server(session_dir: Path, nats_server: NatsServer, postgres_url: str) -> Iterator[ApiServer]:
     upgrade("api", postgres_url)
     settings = ApiSettings(

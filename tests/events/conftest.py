@@ -29,14 +29,10 @@ class EventsService:
 
 
 def upgrade_events(url: str) -> None:
-    try:
-        db.upgrade("events", url)
-    except ValueError:
-        # services.common.db hands the URL to configparser unescaped; a socket path URL (%2F) needs %%.
-        db.upgrade("events", url.replace("%", "%%"))
+    db.upgrade("events", url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def events_service(nats_server, postgres_url: str, session_dir: Path) -> Iterator[EventsService]:
     private_path, public_path = tokens.generate_keypair(session_dir / "events-tests" / "keys")
     upgrade_events(postgres_url)

@@ -39,15 +39,11 @@ class Platform:
         return self.settings.storage_dir / storage.artifact_key(job_id, name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def platform(nats_server, postgres_url: str, session_dir: Path) -> Iterator[Platform]:
     base = session_dir / "trainer-tests"
     private_path, public_path = tokens.generate_keypair(base / "keys")
-    try:
-        db.upgrade("events", postgres_url)
-    except ValueError:
-        # services.common.db hands the URL to configparser unescaped; a socket path URL (%2F) needs %%.
-        db.upgrade("events", postgres_url.replace("%", "%%"))
+    db.upgrade("events", postgres_url)
     port = free_port()
     settings = EventsSettings(
         nats_url=nats_server.url,
@@ -97,7 +93,7 @@ class YoloDataset:
     format: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def yolo_datasets(platform: Platform, session_dir: Path) -> dict[str, YoloDataset]:
     """Ultralytics-layout datasets in the events service's storage, by format (yolo-detect, yolo-segment)."""
     base = session_dir / "yolo-datasets"

@@ -42,6 +42,8 @@ from vtp.embedded.nats_server import start_nats_server
 from vtp.embedded.ports import free_port
 from vtp.embedded.postgres import start_postgres
 
+SETTLE_SECONDS = 10
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -394,6 +396,8 @@ async def run(args: argparse.Namespace) -> None:
             all_queued = await watch.wait_for("queued", burst_ids, 300) - started
             all_done = await watch.wait_for("succeeded", burst_ids, 600) - started
 
+            # Each phase on its own: let the platform digest the burst (read models, SSE feed) first.
+            await asyncio.sleep(SETTLE_SECONDS)
             print(f"SSE: {args.sse_clients} clients …", flush=True)
             holder = LoadGeneratorTrainer(nats.url, "bench-sse", hold=True)
             await holder.start()

@@ -10,7 +10,6 @@ import signal
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 
 import httpx
 import timm
@@ -18,11 +17,11 @@ import torch
 
 from contracts import subjects
 from contracts.dispatch import DispatchJob
-from contracts.events import JobEvent
-from contracts.jobs import EventType, Hyperparameters, JobSpec, JobState
+from contracts.jobs import Hyperparameters, JobSpec
 from contracts.reports import ArtifactReport, DoneReport, ProgressReport
 from services.common import nats as common_nats
 from services.events.testing import stored_reports
+from tests.trainers.job_events import publish_cancelled
 from trainers import jsz
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -67,26 +66,6 @@ async def start_runner(platform, pool: str) -> asyncio.subprocess.Process:
         "DATABASE_URL": "postgresql://secret@nowhere/db",
     }
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "trainers.runner", env=env)
-
-
-async def publish_cancelled(js, job_id: str) -> None:
-    event = JobEvent(
-        job_id=job_id,
-        project_id="p",
-        type=EventType.CANCELLED,
-        state=JobState.CANCELLED,
-        attempt=1,
-        version=4,
-        time=datetime.now(UTC),
-        trace_id="t",
-        payload={"reason": "user asked"},
-    )
-    await js.publish(
-        subjects.event_subject(job_id, EventType.CANCELLED.value),
-        event.model_dump_json().encode(),
-        stream=subjects.EVENTS_STREAM,
-        headers={"Nats-Msg-Id": f"{job_id}:4"},
-    )
 
 
 def lag(platform, pool: str) -> int:

@@ -17,14 +17,11 @@ import sys
 import time
 import uuid
 import zipfile
-from datetime import UTC, datetime
 from pathlib import Path
 
-from contracts import subjects
-from contracts.events import JobEvent
-from contracts.jobs import EventType, JobState
 from contracts.reports import ArtifactReport, DoneReport, ProgressReport
 from services.events.testing import stored_reports
+from tests.trainers.job_events import publish_cancelled
 from trainers.runner import PASSTHROUGH, PASSTHROUGH_PREFIXES
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -66,26 +63,6 @@ async def finished(js, job_id: str) -> tuple[list[ProgressReport], dict[str, Art
     assert found[-1][1] == done
     artifacts = {a.name: a for a in of_kind(found, ArtifactReport)}
     return of_kind(found, ProgressReport), artifacts, done
-
-
-async def publish_cancelled(js, job_id: str) -> None:
-    event = JobEvent(
-        job_id=job_id,
-        project_id="p",
-        type=EventType.CANCELLED,
-        state=JobState.CANCELLED,
-        attempt=1,
-        version=4,
-        time=datetime.now(UTC),
-        trace_id="t",
-        payload={"reason": "user asked"},
-    )
-    await js.publish(
-        subjects.event_subject(job_id, EventType.CANCELLED.value),
-        event.model_dump_json().encode(),
-        stream=subjects.EVENTS_STREAM,
-        headers={"Nats-Msg-Id": f"{job_id}:4"},
-    )
 
 
 def validate_with_plain_ultralytics(weights: Path, data: Path, work: Path) -> dict:

@@ -5,18 +5,25 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
 
 from contracts.dispatch import DispatchJob
 from contracts.jobs import JobSpec
 
+# The spec model a trainer reads `VTP_JOB_SPEC` with: `JobSpec`, or a framework's own while contracts only
+# know timm (see trainers/ultralytics/spec.py).
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
 
 @dataclass(frozen=True)
-class TrainerEnv:
+class TrainerEnv(Generic[SpecT]):
     job_id: str
     attempt: int
     callback_url: str
     callback_token: str
-    spec: JobSpec
+    spec: SpecT
     dataset_url: str
     dataset_format: str
     heartbeat_interval: float
@@ -24,14 +31,16 @@ class TrainerEnv:
     traceparent: str | None = None
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> TrainerEnv:
+    def from_environ(
+        cls, environ: Mapping[str, str] | None = None, spec_model: type[BaseModel] = JobSpec
+    ) -> TrainerEnv[SpecT]:
         env = os.environ if environ is None else environ
         return cls(
             job_id=env["VTP_JOB_ID"],
             attempt=int(env["VTP_ATTEMPT"]),
             callback_url=env["VTP_CALLBACK_URL"],
             callback_token=env["VTP_CALLBACK_TOKEN"],
-            spec=JobSpec.model_validate_json(env["VTP_JOB_SPEC"]),
+            spec=spec_model.model_validate_json(env["VTP_JOB_SPEC"]),  # type: ignore[arg-type]
             dataset_url=env["VTP_DATASET_URL"],
             dataset_format=env.get("VTP_DATASET_FORMAT", "imagefolder"),
             heartbeat_interval=float(env.get("VTP_HEARTBEAT_INTERVAL", "5")),
@@ -40,7 +49,7 @@ class TrainerEnv:
         )
 
     @classmethod
-    def from_dispatch(cls, job: DispatchJob, heartbeat_interval: float) -> TrainerEnv:
+    def from_dispatch(cls, job: DispatchJob, heartbeat_interval: float) -> TrainerEnv[JobSpec]:
         return cls(
             job_id=job.job_id,
             attempt=job.attempt,

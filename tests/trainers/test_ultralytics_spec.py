@@ -11,10 +11,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from trainers.env import TrainerEnv
 from trainers.ultralytics import hyperparameters
 from trainers.ultralytics.data import DatasetError, classify_data, yolo_data
 from trainers.ultralytics.metrics import simple_name, simplify
-from trainers.ultralytics.spec import UltralyticsEnv, UltralyticsSpec
+from trainers.ultralytics.spec import UltralyticsSpec
 
 
 def spec(**changes: object) -> UltralyticsSpec:
@@ -138,7 +139,7 @@ def test_the_allow_list_imports_nothing_heavy():
 
 def test_the_environment_carries_the_spec():
     body = {"framework": "ultralytics", "task": "segment", "model": "yolo11n-seg.yaml"}
-    env = UltralyticsEnv.from_environ(
+    env = TrainerEnv.from_environ(
         {
             "VTP_JOB_ID": "j1",
             "VTP_ATTEMPT": "2",
@@ -147,7 +148,8 @@ def test_the_environment_carries_the_spec():
             "VTP_JOB_SPEC": json.dumps(body | {"hyperparameters": {"epochs": 1}}),
             "VTP_DATASET_URL": "http://events/v1/storage/x.zip",
             "VTP_DATASET_FORMAT": "yolo-segment",
-        }
+        },
+        spec_model=UltralyticsSpec,
     )
     assert (env.attempt, env.spec.task, env.spec.hyperparameters) == (2, "segment", {"epochs": 1})
     assert env.heartbeat_interval == 5.0

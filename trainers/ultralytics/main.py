@@ -15,9 +15,10 @@ from pydantic import ValidationError
 from trainers import logs
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.datasets import download, safe_extract
+from trainers.env import TrainerEnv
 from trainers.heartbeat import Heartbeat
 from trainers.ultralytics import data, offline
-from trainers.ultralytics.spec import DATASET_FORMATS, UltralyticsEnv
+from trainers.ultralytics.spec import DATASET_FORMATS, UltralyticsSpec
 
 log = logging.getLogger("trainers.ultralytics")
 
@@ -32,7 +33,7 @@ class Result:
     metrics: dict[str, float | int] = field(default_factory=dict)
 
 
-def _dataset(env: UltralyticsEnv, work: Path) -> Path:
+def _dataset(env: TrainerEnv[UltralyticsSpec], work: Path) -> Path:
     task = env.spec.task
     if env.dataset_format not in DATASET_FORMATS[task]:
         raise data.DatasetError(
@@ -67,7 +68,7 @@ def upload_artifacts(client: CallbackClient, run_dir: Path) -> list[str]:
     return uploaded
 
 
-def run(env: UltralyticsEnv, client: CallbackClient, heartbeat: Heartbeat, work: Path) -> Result:
+def run(env: TrainerEnv[UltralyticsSpec], client: CallbackClient, heartbeat: Heartbeat, work: Path) -> Result:
     dataset = _dataset(env, work)
     if heartbeat.stop_requested.is_set():
         return Result("cancelled", heartbeat.stop_reason)
@@ -92,7 +93,7 @@ def run(env: UltralyticsEnv, client: CallbackClient, heartbeat: Heartbeat, work:
 def attempt(client: CallbackClient, heartbeat: Heartbeat) -> Result:
     """This attempt's outcome; every failure, a refused spec included, becomes a result to report."""
     try:
-        env = UltralyticsEnv.from_environ()
+        env: TrainerEnv[UltralyticsSpec] = TrainerEnv.from_environ(spec_model=UltralyticsSpec)
     except ValidationError as exc:
         log.error("%s", spec_problems(exc))
         return Result("failed", spec_problems(exc))

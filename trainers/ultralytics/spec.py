@@ -1,4 +1,4 @@
-"""The job specification of an Ultralytics job (`VTP_JOB_SPEC`) and the trainer environment that carries it.
+"""The job specification of an Ultralytics job (`VTP_JOB_SPEC`; read with `TrainerEnv`, `spec_model=`).
 
 `contracts.jobs.JobSpec` only knows timm so far; until it is widened, this package parses the spec itself.
 The shape is meant for adoption by contracts as is: framework, task, model (an Ultralytics model YAML),
@@ -7,10 +7,8 @@ hyperparameters (Ultralytics train-argument names, checked against `hyperparamet
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -63,35 +61,3 @@ class UltralyticsSpec(BaseModel):
             wanted = f"{match.group(1)}{TASK_SUFFIX[self.task]}.yaml"
             raise ValueError(f"model {self.model!r} does not fit task {self.task!r} (use {wanted})")
         return self
-
-
-@dataclass(frozen=True)
-class UltralyticsEnv:
-    """`trainers.env.TrainerEnv` with an Ultralytics spec; the same variables, read the same way."""
-
-    job_id: str
-    attempt: int
-    callback_url: str
-    callback_token: str
-    spec: UltralyticsSpec
-    dataset_url: str
-    dataset_format: str
-    heartbeat_interval: float
-    resume_url: str | None = None
-    traceparent: str | None = None
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> UltralyticsEnv:
-        env = os.environ if environ is None else environ
-        return cls(
-            job_id=env["VTP_JOB_ID"],
-            attempt=int(env["VTP_ATTEMPT"]),
-            callback_url=env["VTP_CALLBACK_URL"],
-            callback_token=env["VTP_CALLBACK_TOKEN"],
-            spec=UltralyticsSpec.model_validate_json(env["VTP_JOB_SPEC"]),
-            dataset_url=env["VTP_DATASET_URL"],
-            dataset_format=env.get("VTP_DATASET_FORMAT", "yolo-detect"),
-            heartbeat_interval=float(env.get("VTP_HEARTBEAT_INTERVAL", "5")),
-            resume_url=env.get("VTP_RESUME_URL") or None,
-            traceparent=env.get("TRACEPARENT") or None,
-        )

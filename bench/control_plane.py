@@ -22,8 +22,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,7 @@ from services.common.nats import connect, ensure_pool_consumer, ensure_streams
 from vtp.embedded.nats_server import start_nats_server
 from vtp.embedded.ports import free_port
 from vtp.embedded.postgres import start_postgres
+from vtp.launch import launch
 
 SETTLE_SECONDS = 10
 
@@ -248,41 +247,6 @@ class Submitter:
         return job_id
 
 
-def start_platform(
-    folder: Path, nats_url: str, monitor_url: str, database_url: str
-) -> tuple[subprocess.Popen, str, str]:
-    port = free_port()
-    env = {**os.environ, "NATS_URL": nats_url, "NATS_MONITOR_URL": monitor_url, "DATABASE_URL": database_url}
-    log = (folder / "vtp-up.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vtp.cli", "up", "--data-dir", str(folder / "platform"), "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    client_env = folder / "platform" / "client.env"
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"vtp up exited; see {folder / 'vtp-up.log'}")
-        if client_env.exists():
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("platform did not start")
-        time.sleep(0.2)
-    key = next(
-        line.split("=", 1)[1]
-        for line in client_env.read_text().splitlines()
-        if line.startswith("VTP_API_KEY=")
-    )
-    return process, url, key.strip()
-
-
 def upload_dataset(url: str, key: str, folder: Path) -> str:
     from vtp.synthetic import make_imagefolder_archive
 
@@ -353,7 +317,14 @@ async def run(args: argparse.Namespace) -> None:
         database_url = start_postgres(folder / "pg")
         print("measuring the JetStream floor …", flush=True)
         floor = await jetstream_floor(nats.url)
-        process, api_url, key = start_platform(folder, nats.url, nats.monitor_url, database_url)
+        env = {
+            **os.environ,
+            "NATS_URL": nats.url,
+            "NATS_MONITOR_URL": nats.monitor_url,
+            "DATABASE_URL": database_url,
+        }
+        platform = launch(folder / "platform", free_port(), env, folder / "vtp-up.log", timeout=120)
+        api_url, key = platform.url, platform.key
         try:
             dataset = upload_dataset(api_url, key, folder)
             watch = EventWatch()
@@ -424,8 +395,7 @@ async def run(args: argparse.Namespace) -> None:
             if submitter.failures:
                 print("first refusals:", submitter.failures[:3])
         finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(60)
+            platform.stop()
             nats.stop()
 
 

@@ -6,21 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from nats.js.errors import NotFoundError
 
 from services.common.nats import STREAMS, connect
-from tests.e2e.helpers import FAST_TIMERS, Platform, read_client_env
+from tests.e2e.helpers import FAST_TIMERS, Platform
 from vtp.embedded.nats_server import NatsServer
 from vtp.embedded.ports import free_port
+from vtp.launch import launch
 
 
 async def delete_streams(nats_url: str) -> None:
@@ -40,8 +36,6 @@ def platform(
     behind are deleted first (the services recreate them), and its tables live in a database of their own.
     Package-scoped, so its scheduler and pool stop when this suite ends."""
     asyncio.run(delete_streams(nats_server.url))
-    data_dir = session_dir / "platform"
-    port = free_port()
     env = {
         **os.environ,
         **FAST_TIMERS,
@@ -49,39 +43,10 @@ def platform(
         "NATS_MONITOR_URL": nats_server.monitor_url,
         "DATABASE_URL": database_url_for("vtp_e2e"),
     }
-    log = (session_dir / "vtp-up.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vtp.cli", "up", "--data-dir", str(data_dir), "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client_env = data_dir / "client.env"
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"vtp up exited with {process.returncode}; see {session_dir / 'vtp-up.log'}")
-        if client_env.exists():
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise TimeoutError("the platform did not come up within 90 s")
-        time.sleep(0.2)
-    platform = Platform(
-        url=url, key=read_client_env(client_env)["VTP_API_KEY"], data_dir=data_dir, process=process
-    )
+    launched = launch(session_dir / "platform", free_port(), env, session_dir / "vtp-up.log")
+    platform = Platform(**vars(launched))
     yield platform
-    process.send_signal(signal.SIGINT)
-    try:
-        assert process.wait(30) == 0, "vtp up did not exit cleanly on SIGINT"
-    finally:
-        if process.poll() is None:
-            process.kill()
+    assert platform.stop(30) == 0, "vtp up did not exit cleanly on SIGINT"
 
 
 @pytest.fixture(scope="package")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
+
+from vtp.launch import LaunchedPlatform
 
 # Short timers so retries and heartbeat timeouts happen within a test.
 FAST_TIMERS = {
@@ -24,21 +24,11 @@ FAST_TIMERS = {
 
 
 @dataclass
-class Platform:
-    url: str
-    key: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-
+class Platform(LaunchedPlatform):
     def client(self, key: str | None = None) -> httpx.Client:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30
         )
-
-
-def read_client_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {name.strip(): value.strip() for name, value in pairs}
 
 
 def job_request(dataset: str, epochs: int = 2, **overrides: Any) -> dict[str, Any]:

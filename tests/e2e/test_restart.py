@@ -4,44 +4,19 @@ same data dir keeps every job, event and dataset, and the same API key works."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.e2e.helpers import job_request, read_client_env, sse_events
+from tests.e2e.helpers import job_request, sse_events
 from vtp.embedded.ports import free_port
+from vtp.launch import LaunchedPlatform, launch
 
 
-def start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start(data_dir: Path, port: int, log: Path) -> LaunchedPlatform:
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "NATS_MONITOR_URL", "DATABASE_URL")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vtp.cli", "up", "--data-dir", str(data_dir), "--port", str(port)],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"vtp up exited with {process.returncode}; see {log}"
-        try:
-            if (data_dir / "client.env").exists() and httpx.get(
-                f"http://127.0.0.1:{port}/healthz"
-            ).is_success:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise TimeoutError("vtp up did not start")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGINT)
-    assert process.wait(60) == 0
+    return launch(data_dir, port, env, log)
 
 
 def test_restart_on_the_same_data_dir_keeps_jobs_events_and_key(session_dir: Path) -> None:
@@ -50,10 +25,10 @@ def test_restart_on_the_same_data_dir_keeps_jobs_events_and_key(session_dir: Pat
     data_dir, port, log = session_dir / "restart", free_port(), session_dir / "restart.log"
     archive = make_imagefolder_archive(session_dir / "restart-shapes.zip", train_per_class=2, val_per_class=1)
 
-    process = start(data_dir, port, log)
+    platform = start(data_dir, port, log)
     try:
-        key = read_client_env(data_dir / "client.env")["VTP_API_KEY"]
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"})
+        key = platform.key
+        client = httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {key}"})
         with archive.open("rb") as file:
             dataset = client.post(
                 "/v1/datasets", data={"name": "r", "format": "imagefolder"}, files={"file": ("r.zip", file)}
@@ -65,16 +40,16 @@ def test_restart_on_the_same_data_dir_keeps_jobs_events_and_key(session_dir: Pat
             assert time.monotonic() < deadline, "job never reached QUEUED"
             time.sleep(0.1)
     finally:
-        stop(process)
+        assert platform.stop() == 0
 
-    process = start(data_dir, port, log)
+    platform = start(data_dir, port, log)
     try:
-        assert read_client_env(data_dir / "client.env")["VTP_API_KEY"] == key
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"})
+        assert platform.key == key
+        client = httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {key}"})
         assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "QUEUED"
         assert client.get(f"/v1/datasets/{dataset}").status_code == 200
         assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
         events = [event.event for event in sse_events(client, f"/v1/jobs/{job['id']}/events", timeout=30)]
         assert events == ["job.submitted", "job.queued", "job.cancelled"]
     finally:
-        stop(process)
+        assert platform.stop() == 0

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 
 from contracts import subjects
-from services.api.feed import EventFeed, Overflow, StreamEvent
+from services.api.feed import EventFeed, Listener, Overflow, StreamEvent
 
 # Tells EventSource clients how soon to reconnect (ms); sent once the client is registered for live events.
 PREAMBLE = b"retry: 2000\n\n"
@@ -50,6 +50,21 @@ class _Cursor:
             yield b"".join(chunk)
 
 
+async def _live(listener: Listener, cursor: _Cursor, keepalive: float) -> AsyncIterator[bytes]:
+    """Live events for the client until the cursor ends (a job stream's terminal event) or the client falls
+    too far behind (it then reconnects with Last-Event-ID); a keep-alive comment when nothing happens."""
+    while not cursor.ended:
+        try:
+            batch = await listener.get(keepalive)
+        except Overflow:
+            return
+        if not batch:
+            yield KEEPALIVE
+            continue
+        async for frame in cursor.frames(batch):
+            yield frame
+
+
 async def job_events(
     feed: EventFeed, job_id: str, after: int, finished: bool, keepalive: float, hold: Hold
 ) -> AsyncIterator[bytes]:
@@ -69,18 +84,8 @@ async def job_events(
                     return
         if finished:
             return
-        while True:
-            try:
-                batch = await listener.get(keepalive)
-            except Overflow:
-                return
-            if not batch:
-                yield KEEPALIVE
-                continue
-            async for frame in cursor.frames(batch):
-                yield frame
-            if cursor.ended:
-                return
+        async for frame in _live(listener, cursor, keepalive):
+            yield frame
 
 
 async def project_events(
@@ -96,13 +101,5 @@ async def project_events(
                     if item.event.project_id == project_id:
                         async for frame in cursor.frames((item,)):
                             yield frame
-        while True:
-            try:
-                batch = await listener.get(keepalive)
-            except Overflow:
-                return
-            if not batch:
-                yield KEEPALIVE
-                continue
-            async for frame in cursor.frames(batch):
-                yield frame
+        async for frame in _live(listener, cursor, keepalive):
+            yield frame

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from vtp.client import SseEvent, parse_sse
 from vtp.launch import LaunchedPlatform
 
 # Short timers so retries and heartbeat timeouts happen within a test.
@@ -43,13 +43,6 @@ def job_request(dataset: str, epochs: int = 2, **overrides: Any) -> dict[str, An
     }
 
 
-@dataclass
-class SseEvent:
-    id: str
-    event: str
-    data: dict[str, Any]
-
-
 def sse_events(
     client: httpx.Client, path: str, last_event_id: str | None = None, timeout: float = 120
 ) -> Iterator[SseEvent]:
@@ -59,15 +52,4 @@ def sse_events(
         headers["Last-Event-ID"] = last_event_id
     with client.stream("GET", path, headers=headers, timeout=httpx.Timeout(timeout)) as response:
         assert response.status_code == 200, response.read()
-        fields: dict[str, str] = {}
-        for line in response.iter_lines():
-            if line == "":
-                if "data" in fields:
-                    yield SseEvent(
-                        fields.get("id", ""), fields.get("event", "message"), json.loads(fields["data"])
-                    )
-                fields = {}
-            elif not line.startswith(":"):
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                fields[name] = f"{fields[name]}\n{value}" if name == "data" and name in fields else value
+        yield from parse_sse(response.iter_lines())

@@ -22,8 +22,9 @@ from services.api.feed import EventFeed
 from services.api.messaging import NatsCommandPublisher
 from services.api.read_model import ReadModelConsumer
 from services.api.routes import datasets, events, health, jobs
-from services.api.service import Lookups
+from services.api.service import Lookups, Submitting
 from services.api.settings import ApiSettings
+from services.api.submits import SubmitWriter
 from services.common.db import make_engine, make_sessionmaker
 from services.common.nats import connect, ensure_streams
 from services.common.startup import freeze_startup_heap
@@ -52,16 +53,20 @@ def _lifespan(settings: ApiSettings) -> Any:
         app.state.storage = make_storage(
             settings.storage_dir, settings.storage_signing_key, settings.events_url
         )
-        app.state.publisher = NatsCommandPublisher(js)
-        app.state.lookups = Lookups()
+        app.state.publisher = publisher = NatsCommandPublisher(js)
+        submit_writer = SubmitWriter(engine, publisher)
+        app.state.lookups = lookups = Lookups()
+        app.state.submitting = Submitting(engine, submit_writer, lookups)
         app.state.feed = feed
         app.state.read_model = read_model
         await feed.start()
         await read_model.start()
+        submit_writer.start()
         freeze_startup_heap()
         try:
             yield
         finally:
+            await submit_writer.stop()
             await read_model.stop()
             await feed.stop()
             await nc.drain()
@@ -134,6 +139,7 @@ def main() -> None:
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
         proxy_headers=True,
         # SSE streams never end by themselves: on shutdown, give them a moment, then close them. Clients
         # reconnect with Last-Event-ID and miss nothing.

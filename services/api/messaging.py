@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Sequence
+from typing import Protocol
 
 import nats.errors
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from pydantic import BaseModel
 
 from contracts import subjects
@@ -19,26 +23,64 @@ def traceparent(trace_id: str) -> str:
     return f"00-{trace_id}-{secrets.token_hex(8)}-01"
 
 
+class CommandPublisher(Protocol):
+    """Publishes commands and returns once JetStream has stored them (PubAck)."""
+
+    async def submit_many(self, commands: Sequence[SubmitJob]) -> list[Unavailable | None]:
+        """Publish every command; for each, None once stored, or why it was not."""
+        ...
+
+    async def cancel(self, command: CancelJob) -> None: ...
+
+
 class NatsCommandPublisher:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
 
-    async def submit(self, command: SubmitJob) -> None:
+    async def submit_many(self, commands: Sequence[SubmitJob]) -> list[Unavailable | None]:
+        # All on the wire first, then one wait for every PubAck: a batch costs one round trip.
         # Nats-Msg-Id = job_id: a retried publish inside the duplicate window is stored once.
-        await self._publish(subjects.SUBMIT_JOB, command, command.job_id, command.trace_id)
+        acks: list[asyncio.Future[PubAck]] = []
+        for command in commands:
+            acks.append(
+                await self._js.publish_async(
+                    subjects.SUBMIT_JOB,
+                    command.model_dump_json().encode(),
+                    stream=subjects.COMMANDS_STREAM,
+                    headers=_headers(command.job_id, command.trace_id),
+                )
+            )
+        if acks:
+            await asyncio.wait(acks, timeout=PUBLISH_TIMEOUT)
+        return [_refusal(ack) for ack in acks]
 
     async def cancel(self, command: CancelJob) -> None:
         await self._publish(subjects.CANCEL_JOB, command, f"{command.job_id}:cancel", command.trace_id)
 
     async def _publish(self, subject: str, command: BaseModel, msg_id: str, trace_id: str) -> None:
-        headers = {"Nats-Msg-Id": msg_id, "traceparent": traceparent(trace_id)}
         try:
             await self._js.publish(
                 subject,
                 command.model_dump_json().encode(),
                 stream=subjects.COMMANDS_STREAM,
-                headers=headers,
+                headers=_headers(msg_id, trace_id),
                 timeout=PUBLISH_TIMEOUT,
             )
         except (TimeoutError, nats.errors.Error) as exc:
-            raise Unavailable("the command bus did not accept the command; retry later", str(exc)) from exc
+            raise _unavailable(str(exc)) from exc
+
+
+def _headers(msg_id: str, trace_id: str) -> dict[str, str]:
+    return {"Nats-Msg-Id": msg_id, "traceparent": traceparent(trace_id)}
+
+
+def _unavailable(why: str) -> Unavailable:
+    return Unavailable("the command bus did not accept the command; retry later", why)
+
+
+def _refusal(ack: asyncio.Future[PubAck]) -> Unavailable | None:
+    if not ack.done():
+        ack.cancel()
+        return _unavailable(f"no PubAck within {PUBLISH_TIMEOUT} s")
+    exc = ack.exception()
+    return None if exc is None else _unavailable(str(exc) or type(exc).__name__)

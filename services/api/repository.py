@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -90,9 +90,14 @@ async def list_datasets(session: AsyncSession, project_id: str, limit: int) -> l
 # Jobs
 
 
-async def insert_job(conn: AsyncConnection, values: dict[str, Any]) -> bool:
-    """Insert a job row; False when the project already has a job with the same idempotency key."""
-    return (await conn.execute(_INSERT_JOB, values)).scalar_one_or_none() is not None
+async def insert_jobs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert job rows in one statement; the ids of those inserted (a row whose project already has a job
+    with its idempotency key is not)."""
+    return set((await conn.execute(_INSERT_JOB, rows)).scalars())
+
+
+async def delete_jobs(conn: AsyncConnection, job_ids: list[str]) -> None:
+    await conn.execute(delete(jobs).where(jobs.c.id.in_(job_ids)))
 
 
 async def insert_job_if_missing(session: AsyncSession, values: dict[str, Any]) -> None:

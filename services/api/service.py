@@ -16,10 +16,10 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, Protocol, get_args
+from typing import Any, BinaryIO, get_args
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.commands import CancelJob, DatasetRef, SubmitJob
 from contracts.events import JobEvent
@@ -28,8 +28,10 @@ from services.api import archives, repository
 from services.api.cache import TtlCache
 from services.api.errors import BadRequest, Conflict, InvalidField, NotFound, PayloadTooLarge, Unauthorized
 from services.api.keys import hash_key
+from services.api.messaging import CommandPublisher
 from services.api.models import Artifact, Dataset, Job
 from services.api.schemas import DatasetFormat, JobCreate
+from services.api.submits import SubmitWriter
 from services.common import storage as storage_keys
 from services.common.storage import ObjectTooLarge, Storage
 
@@ -39,13 +41,6 @@ CHUNK = 1024 * 1024
 KEY_CACHE_SECONDS = 30.0
 # Datasets never change once uploaded; this only bounds how long an unused one is remembered.
 DATASET_CACHE_SECONDS = 600.0
-
-
-class CommandPublisher(Protocol):
-    """Publishes a command and returns once JetStream has stored it (PubAck)."""
-
-    async def submit(self, command: SubmitJob) -> None: ...
-    async def cancel(self, command: CancelJob) -> None: ...
 
 
 def new_trace_id() -> str:
@@ -181,11 +176,12 @@ class Submitted:
 
 
 async def _dataset_ref(
-    conn: AsyncConnection, lookups: Lookups, project_id: str, dataset_id: str
+    engine: AsyncEngine, lookups: Lookups, project_id: str, dataset_id: str
 ) -> DatasetRef | None:
     ref = lookups.datasets.get((project_id, dataset_id))
     if ref is None:
-        location = await repository.dataset_location(conn, project_id, dataset_id)
+        async with engine.connect() as conn:
+            location = await repository.dataset_location(conn, project_id, dataset_id)
         if location is None:
             return None
         ref = DatasetRef(id=location[0], format=location[1], storage_key=location[2])
@@ -193,24 +189,37 @@ async def _dataset_ref(
     return ref
 
 
+async def _job_with_idempotency_key(engine: AsyncEngine, project_id: str, key: str) -> Job | None:
+    async with engine.connect() as conn:
+        return await repository.job_by_idempotency_key(conn, project_id, key)
+
+
+@dataclass(frozen=True)
+class Submitting:
+    """What a submit needs, in one place (the submit route resolves one dependency, not three)."""
+
+    engine: AsyncEngine
+    writer: SubmitWriter
+    lookups: Lookups
+
+
 async def submit_job(
-    conn: AsyncConnection,
-    publisher: CommandPublisher,
-    lookups: Lookups,
+    submitting: Submitting,
     project_id: str,
     request: JobCreate,
     idempotency_key: str | None,
     now: datetime,
 ) -> Submitted:
-    """Insert the read-model row, publish `SubmitJob` (awaiting the PubAck); the caller then commits.
+    """Write the read-model row and publish `SubmitJob` (see `SubmitWriter`); return once both are durable.
 
     With an idempotency key, a retry (also a concurrent one) returns the job of the first request.
     """
+    engine = submitting.engine
     if idempotency_key is not None:
-        existing = await repository.job_by_idempotency_key(conn, project_id, idempotency_key)
+        existing = await _job_with_idempotency_key(engine, project_id, idempotency_key)
         if existing is not None:
             return Submitted(existing, created=False)
-    dataset = await _dataset_ref(conn, lookups, project_id, request.dataset)
+    dataset = await _dataset_ref(engine, submitting.lookups, project_id, request.dataset)
     if dataset is None:
         raise InvalidField(("body", "dataset"), f"dataset {request.dataset} not found", "not_found")
     spec = request.spec()
@@ -227,7 +236,7 @@ async def submit_job(
         "framework": spec.framework,
         "task": spec.task,
         "model": spec.model,
-        "hyperparameters": spec.hyperparameters.model_dump(mode="json"),
+        "hyperparameters": spec.model_dump(mode="json")["hyperparameters"],
         "dataset_id": dataset.id,
         "pool": request.pool,
         "trace_id": trace_id,
@@ -235,26 +244,24 @@ async def submit_job(
         "updated_at": now,
         "idempotency_key": idempotency_key,
     }
-    inserted = await repository.insert_job(conn, values)
-    if not inserted:
-        assert idempotency_key is not None  # only the idempotency key can conflict
-        existing = await repository.job_by_idempotency_key(conn, project_id, idempotency_key)
-        if existing is None:  # pragma: no cover - the conflicting row is committed by then
+    command = SubmitJob(
+        job_id=job_id,
+        project_id=project_id,
+        name=request.name,
+        spec=spec,
+        dataset=dataset,
+        pool=request.pool,
+        max_attempts=request.max_attempts,
+        trace_id=trace_id,
+        submitted_at=now,
+    )
+    if not await submitting.writer.submit(values, command):
+        # Only the idempotency key can conflict, and the conflicting row is committed by then.
+        assert idempotency_key is not None
+        existing = await _job_with_idempotency_key(engine, project_id, idempotency_key)
+        if existing is None:  # pragma: no cover
             raise Conflict("a concurrent request with the same Idempotency-Key is in progress")
         return Submitted(existing, created=False)
-    await publisher.submit(
-        SubmitJob(
-            job_id=job_id,
-            project_id=project_id,
-            name=request.name,
-            spec=spec,
-            dataset=dataset,
-            pool=request.pool,
-            max_attempts=request.max_attempts,
-            trace_id=trace_id,
-            submitted_at=now,
-        )
-    )
     # The row is exactly what was inserted: answer from the values rather than read it back.
     return Submitted(Job(**values), created=True)
 

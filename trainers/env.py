@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from contracts.dispatch import DispatchJob
 from contracts.jobs import JobSpec
 
-# The spec model a trainer reads `VTP_JOB_SPEC` with: `JobSpec`, or a framework's own while contracts only
-# know timm (see trainers/ultralytics/spec.py).
+# The spec a trainer reads `VTP_JOB_SPEC` as: its framework's own model from contracts (`TimmSpec`,
+# `UltralyticsSpec`), or `JobSpec` (any framework) where it does not matter.
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
 
@@ -32,15 +32,16 @@ class TrainerEnv(Generic[SpecT]):
 
     @classmethod
     def from_environ(
-        cls, environ: Mapping[str, str] | None = None, spec_model: type[BaseModel] = JobSpec
+        cls, environ: Mapping[str, str] | None = None, spec_model: Any = JobSpec
     ) -> TrainerEnv[SpecT]:
+        """Raises `pydantic.ValidationError` when the spec is not one `spec_model` accepts."""
         env = os.environ if environ is None else environ
         return cls(
             job_id=env["VTP_JOB_ID"],
             attempt=int(env["VTP_ATTEMPT"]),
             callback_url=env["VTP_CALLBACK_URL"],
             callback_token=env["VTP_CALLBACK_TOKEN"],
-            spec=spec_model.model_validate_json(env["VTP_JOB_SPEC"]),  # type: ignore[arg-type]
+            spec=TypeAdapter(spec_model).validate_json(env["VTP_JOB_SPEC"]),
             dataset_url=env["VTP_DATASET_URL"],
             dataset_format=env.get("VTP_DATASET_FORMAT", "imagefolder"),
             heartbeat_interval=float(env.get("VTP_HEARTBEAT_INTERVAL", "5")),

@@ -70,7 +70,17 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-SHORT_NAMES = {"train_loss": "loss", "val_loss": "val_loss", "val_accuracy": "acc"}
+# The progress line's metrics, those a job reports: timm classify, YOLO detect/segment, YOLO classify.
+SHORT_NAMES = {
+    "train_loss": "loss",
+    "val_loss": "val_loss",
+    "val_accuracy": "acc",
+    "train_box_loss": "box_loss",
+    "mAP50": "mAP50",
+    "mAP50-95": "mAP50-95",
+    "mAP50-95_mask": "mask_mAP50-95",
+    "top1": "top1",
+}
 
 
 def _metrics_line(view: JobView) -> str:

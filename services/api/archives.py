@@ -8,6 +8,8 @@ import zipfile
 from collections.abc import Iterable
 from typing import BinaryIO, Literal
 
+from contracts.datasets import YOLO_DATA_FILES
+
 ArchiveKind = Literal["zip", "tar.gz"]
 SPLITS = ("train", "val")
 
@@ -42,18 +44,24 @@ def member_names(file: BinaryIO, kind: ArchiveKind) -> list[str]:
         file.seek(0)
 
 
+def _relative_paths(names: Iterable[str], top_level: Iterable[str]) -> list[list[str]]:
+    """The members' path parts, relative to the dataset root: a lone top-level folder (`shapes/...`) is
+    stepped into, as trainers do, unless it is itself part of the layout (`top_level`)."""
+    paths = [[part for part in name.split("/") if part not in ("", ".")] for name in names]
+    paths = [p for p in paths if p and not p[0].startswith("__MACOSX")]
+    roots = {p[0] for p in paths}
+    if len(roots) == 1 and all(len(p) > 1 for p in paths) and not roots & set(top_level):
+        paths = [p[1:] for p in paths]
+    return paths
+
+
 def check_imagefolder(names: Iterable[str]) -> dict[str, list[str]]:
     """`train/<class>/<file>` and `val/<class>/<file>`, optionally under one top-level folder.
 
     Returns the classes found per split.
     """
-    paths = [[part for part in name.split("/") if part not in ("", ".")] for name in names]
-    paths = [p for p in paths if p and not p[0].startswith("__MACOSX")]
-    roots = {p[0] for p in paths}
-    if len(roots) == 1 and not roots & set(SPLITS):
-        paths = [p[1:] for p in paths]
     classes: dict[str, set[str]] = {split: set() for split in SPLITS}
-    for parts in paths:
+    for parts in _relative_paths(names, SPLITS):
         if len(parts) >= 3 and parts[0] in classes:
             classes[parts[0]].add(parts[1])
     missing = [split for split in SPLITS if not classes[split]]
@@ -66,10 +74,30 @@ def check_imagefolder(names: Iterable[str]) -> dict[str, list[str]]:
     return {split: sorted(found) for split, found in classes.items()}
 
 
+def check_yolo(names: Iterable[str], dataset_format: str) -> None:
+    """A data.yaml at the root (optionally under one top-level folder) and files in an `images/` and a
+    `labels/` folder: the Ultralytics layout, `images/train/...` or `train/images/...`. Whether the labels fit
+    detection or segmentation, and what data.yaml says, the trainer checks."""
+    paths = _relative_paths(names, YOLO_DATA_FILES)
+    found = {
+        "a data.yaml": any(len(p) == 1 and p[0] in YOLO_DATA_FILES for p in paths),
+        "images/": any("images" in p[:-1] for p in paths),
+        "labels/": any("labels" in p[:-1] for p in paths),
+    }
+    missing = [what for what, present in found.items() if not present]
+    if missing:
+        raise InvalidArchive(
+            f"{dataset_format} needs {' and '.join(missing)} "
+            "(layout: data.yaml, images/{train,val}/<image>, labels/{train,val}/<image>.txt)"
+        )
+
+
 def inspect(file: BinaryIO, dataset_format: str) -> ArchiveKind:
     """Blocking: run it in a worker thread."""
     kind = archive_kind(file)
     names = member_names(file, kind)
     if dataset_format == "imagefolder":
         check_imagefolder(names)
+    elif dataset_format in ("yolo-detect", "yolo-segment"):
+        check_yolo(names, dataset_format)
     return kind

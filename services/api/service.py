@@ -222,7 +222,7 @@ async def submit_job(
     dataset = await _dataset_ref(engine, submitting.lookups, project_id, request.dataset)
     if dataset is None:
         raise InvalidField(("body", "dataset"), f"dataset {request.dataset} not found", "not_found")
-    spec = request.spec()
+    spec = request.spec_for(dataset)
     job_id = uuid.uuid4().hex
     trace_id = new_trace_id()
     values: dict[str, Any] = {

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.commands import DatasetRef
-from contracts.jobs import JobSpec, JobState
+from contracts.jobs import JobState, parse_job_spec
 from services.scheduler.core import Decision, Input, Job, Policy
 from services.scheduler.core.codec import encode
 from services.scheduler.models import InputRow, JobRow
@@ -86,7 +86,7 @@ def _to_job(row: Any) -> Job:
         state=JobState(row.state),
         attempt=row.attempt,
         version=row.version,
-        spec=JobSpec.model_validate(row.spec),
+        spec=parse_job_spec(row.spec),
         dataset=DatasetRef.model_validate(row.dataset),
         pool=row.pool,
         max_attempts=row.max_attempts,

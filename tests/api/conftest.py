@@ -131,6 +131,16 @@ async def dataset(project: Project) -> str:
     return str(response.json()["id"])
 
 
+@pytest.fixture
+async def yolo_dataset(project: Project, tmp_path: Path) -> str:
+    from vtp.synthetic import make_yolo_detect_archive
+
+    archive = make_yolo_detect_archive(tmp_path, train=2, val=1, size=32)
+    response = await upload_dataset(project.client, archive.read_bytes(), format="yolo-detect")
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
 # No runner serves this pool: should a scheduler run later in the session (e2e), these jobs never train.
 IDLE_POOL = "api-tests-idle"
 

@@ -4,6 +4,12 @@ import hashlib
 import io
 import os
 import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from vtp.synthetic import make_yolo_detect_archive, make_yolo_segment_archive
 
 from .conftest import MAX_DATASET_BYTES, ApiServer, Project, imagefolder_zip, upload_dataset
 
@@ -75,3 +81,50 @@ async def test_too_large_is_refused_and_not_stored(project: Project, api_server:
     response = await upload_dataset(project.client, os.urandom(MAX_DATASET_BYTES + 10))
     assert response.status_code == 413
     assert (await project.client.get("/v1/datasets")).json()["items"] == []
+
+
+def yolo_zip(tmp_path: Path, members: dict[str, bytes]) -> bytes:
+    path = tmp_path / "yolo.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("dataset_format", "make"),
+    [("yolo-detect", make_yolo_detect_archive), ("yolo-segment", make_yolo_segment_archive)],
+)
+async def test_upload_yolo_formats(project: Project, tmp_path: Path, dataset_format: str, make) -> None:
+    content = make(tmp_path, train=2, val=1, size=32).read_bytes()
+    response = await upload_dataset(project.client, content, format=dataset_format)
+    assert response.status_code == 201, response.text
+    assert response.json()["format"] == dataset_format
+
+
+@pytest.mark.parametrize(
+    ("members", "missing"),
+    [
+        ({"data.yaml": b"names: [a]", "images/train/0.png": b"png"}, "labels/"),
+        ({"ds/data.yaml": b"names: [a]", "ds/labels/train/0.txt": b"0 .5 .5 .1 .1"}, "images/"),
+        ({"images/train/0.png": b"png", "labels/train/0.txt": b"0 .5 .5 .1 .1"}, "a data.yaml"),
+        ({"train/a/0.png": b"png", "val/a/0.png": b"png"}, "a data.yaml and images/ and labels/"),
+    ],
+    ids=["no-labels", "no-images", "no-data-yaml", "an-imagefolder"],
+)
+async def test_yolo_archive_without_its_layout_is_refused(
+    project: Project, tmp_path: Path, members: dict[str, bytes], missing: str
+) -> None:
+    response = await upload_dataset(project.client, yolo_zip(tmp_path, members), format="yolo-detect")
+    assert response.status_code == 400
+    assert response.json()["detail"]["message"].startswith(f"yolo-detect needs {missing} (layout: data.yaml")
+
+
+async def test_yolo_layout_under_one_folder_or_split_first_is_accepted(
+    project: Project, tmp_path: Path
+) -> None:
+    nested = {"ds/data.yaml": b"names: [a]", "ds/images/train/0.png": b"png", "ds/labels/train/0.txt": b""}
+    split_first = {"data.yaml": b"names: [a]", "train/images/0.png": b"png", "train/labels/0.txt": b""}
+    for members in (nested, split_first):
+        response = await upload_dataset(project.client, yolo_zip(tmp_path, members), format="yolo-segment")
+        assert response.status_code == 201, response.text

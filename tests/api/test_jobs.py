@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 from contracts import subjects
 from contracts.commands import CancelJob, SubmitJob
 from contracts.jobs import EventType, JobState
+from contracts.ultralytics import UltralyticsSpec
 
 from .conftest import Project, job_body, job_reaches
 
@@ -158,3 +159,80 @@ async def test_cancel_publishes_and_refuses_terminal_job(
     assert again.status_code == 409
     assert again.json()["error"] == "conflict"
     assert again.json()["detail"]["state"] == "CANCELLED"
+
+
+def yolo_body(dataset_id: str, **overrides: Any) -> dict[str, Any]:
+    yolo = {
+        "framework": "ultralytics",
+        "task": "detect",
+        "model": "yolo11n.yaml",
+        "hyperparameters": {"epochs": 2, "imgsz": 64, "batch": 4, "lr0": 0.01},
+    }
+    return job_body(dataset_id, **(yolo | overrides))
+
+
+async def test_a_yolo_job_is_accepted_and_published_with_its_arguments(
+    project: Project, yolo_dataset: str, js: JetStreamContext
+) -> None:
+    response = await project.client.post("/v1/jobs", json=yolo_body(yolo_dataset))
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert (job["framework"], job["task"], job["model"]) == ("ultralytics", "detect", "yolo11n.yaml")
+    assert job["hyperparameters"] == {"epochs": 2, "imgsz": 64, "batch": 4, "lr0": 0.01}
+    _, data = await last_command(js, subjects.SUBMIT_JOB)
+    command = SubmitJob.model_validate_json(data)
+    assert command.job_id == job["id"]
+    assert isinstance(command.spec, UltralyticsSpec)
+    assert command.spec.hyperparameters == job["hyperparameters"]
+    assert command.dataset.format == "yolo-detect"
+
+
+async def detail(project: Project, body: dict[str, Any]) -> list[dict[str, Any]]:
+    response = await project.client.post("/v1/jobs", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "validation_error"
+    return list(response.json()["detail"])
+
+
+async def test_a_yolo_job_is_refused_at_the_field_that_is_wrong(project: Project, yolo_dataset: str) -> None:
+    arguments = {"epochs": 0, "learning_rate": 0.1, "device": "cuda:0"}
+    assert await detail(project, yolo_body(yolo_dataset, hyperparameters=arguments)) == [
+        {
+            "loc": ["body", "hyperparameters", "epochs"],
+            "msg": "must be at least 1",
+            "type": "argument_invalid",
+        },
+        {
+            "loc": ["body", "hyperparameters", "learning_rate"],
+            "msg": "unknown Ultralytics train argument",
+            "type": "argument_unknown",
+        },
+        {
+            "loc": ["body", "hyperparameters", "device"],
+            "msg": "set by the platform, not by a job",
+            "type": "argument_platform",
+        },
+    ]
+    [wrong_model] = await detail(project, yolo_body(yolo_dataset, task="segment"))
+    assert wrong_model["loc"] == ["body", "model"]
+    assert wrong_model["msg"] == "'yolo11n.yaml' does not fit task 'segment' (use yolo11n-seg.yaml)"
+    [not_yaml] = await detail(project, yolo_body(yolo_dataset, model="yolo11n.pt"))
+    assert not_yaml["loc"] == ["body", "model"]
+    [timm_task] = await detail(project, job_body(yolo_dataset, task="detect"))
+    assert timm_task["loc"] == ["body", "task"]
+
+
+async def test_a_dataset_that_does_not_fit_the_task_is_refused(
+    project: Project, dataset: str, yolo_dataset: str
+) -> None:
+    assert await detail(project, yolo_body(dataset)) == [
+        {
+            "loc": ["body", "dataset"],
+            "msg": "dataset format 'imagefolder' does not fit ultralytics task 'detect' "
+            "(use yolo-detect or yolo-segment)",
+            "type": "dataset_format_mismatch",
+        }
+    ]
+    [timm] = await detail(project, job_body(yolo_dataset))
+    assert timm["loc"] == ["body", "dataset"]
+    assert timm["msg"].startswith("dataset format 'yolo-detect' does not fit timm task 'classify'")

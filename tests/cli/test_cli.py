@@ -17,6 +17,7 @@ import pytest
 from vtp.cli import main, parse_args
 from vtp.client import ApiClient, ApiError, ConfigError, load_config, parse_sse, read_env_file, write_env_file
 from vtp.commands.jobs import job_request
+from vtp.commands.train import train_request
 from vtp.watch import watch_job
 
 KEY = "vtp_test_key"
@@ -135,6 +136,52 @@ def test_submit_sends_only_the_hyperparameters_given() -> None:
     }
 
 
+def test_train_infers_the_task_from_the_model_yaml() -> None:
+    arguments = ["--set", "lr0=0.01", "--set", "optimizer=AdamW", "--set", "cos_lr=true"]
+    args = parse_args(
+        [
+            "train",
+            "yolo11n-seg.yaml",
+            "--data",
+            "d1",
+            "--epochs",
+            "2",
+            "--imgsz",
+            "64",
+            *arguments,
+            "--pool",
+            "gpu",
+        ]
+    )
+    assert train_request(args) == {
+        "framework": "ultralytics",
+        "task": "segment",
+        "model": "yolo11n-seg.yaml",
+        "dataset": "d1",
+        "pool": "gpu",
+        "hyperparameters": {"lr0": 0.01, "optimizer": "AdamW", "cos_lr": True, "epochs": 2, "imgsz": 64},
+    }
+    assert train_request(parse_args(["train", "yolov8s-cls.yaml", "--data", "d1"]))["task"] == "classify"
+    assert train_request(parse_args(["train", "yolo11n.yaml", "--data", "d1"]))["task"] == "detect"
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["train", "yolo11n.pt", "--data", "d1"], "error: 'yolo11n.pt' is not an Ultralytics model YAML"),
+        (
+            ["train", "yolo11n.yaml", "--data", "d1", "--set", "lr0"],
+            "error: --set takes NAME=VALUE, not 'lr0'",
+        ),
+    ],
+)
+def test_train_refuses_what_it_cannot_send(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 1
+    assert capsys.readouterr().err.startswith(error)
+
+
 def test_unknown_state_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         parse_args(["jobs", "list", "--state", "sleeping"])
@@ -191,6 +238,27 @@ def test_submit_posts_the_job_with_bearer_key(api: type[FakeApi], capsys: pytest
     assert headers["Idempotency-Key"] == "k1"
     assert json.loads(body)["model"] == "resnet18"
     assert "submitted job j1 (PENDING)" in capsys.readouterr().out
+
+
+def test_train_watch_submits_a_yolo_job_and_follows_it(
+    api: type[FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.routes[("POST", "/v1/jobs")] = as_json(202, {"id": "j1", "state": "PENDING"})
+    progress = {"epoch": 1, "epochs": 1, "metrics": {"mAP50-95": 0.25, "precision": 0.5}}
+    api.routes[("GET", "/v1/jobs/j1/events")] = sse(
+        (1, "job.progress", {"state": "RUNNING", "attempt": 1, "payload": progress}),
+        (2, "job.succeeded", {"state": "SUCCEEDED", "attempt": 1, "payload": {"metrics": {"epochs": 1}}}),
+    )
+    assert main(["train", "yolo11n.yaml", "--data", "d1", "--epochs", "1", "--watch"]) == 0
+    posted = json.loads(next(body for method, _, _, body in api.seen if method == "POST"))
+    assert (posted["framework"], posted["task"], posted["hyperparameters"]) == (
+        "ultralytics",
+        "detect",
+        {"epochs": 1},
+    )
+    out = capsys.readouterr().out
+    assert "submitted job j1 (PENDING)" in out
+    assert "mAP50-95 0.2500" in out
 
 
 def test_upload_zips_a_folder_and_sends_multipart(

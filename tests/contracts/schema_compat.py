@@ -4,7 +4,14 @@ Within a version a message may only grow by optional fields. Breaking, and repor
 - a field removed;
 - a field's type changed (its JSON types, `format` or `const`), or an enum value removed;
 - a new required field (a new field that is required, or an optional field that became required);
-- any of these inside a nested object (through `$ref`, `anyOf`/`oneOf`, array items or map values).
+- any of these inside a nested object (through `$ref`, `anyOf`/`oneOf`, array items or map values);
+- an object shape that no longer exists: every object the old schema allowed at a place (one, or each member
+  of a union) must still be allowed there by a new object that is a compatible evolution of it.
+
+So an object may become a union of objects (a discriminated union: `JobSpec` growing from the timm spec to
+timm | ultralytics) when one member keeps the old shape: every message valid before is valid still, and a
+new member is a new kind of value, like a new enum value. A union that loses a member, or whose members all
+differ from the old shape, is breaking.
 
 Constraints such as `maxLength` or `pattern` are not compared.
 """
@@ -70,9 +77,10 @@ class _Node:
         enums = [branch["enum"] for branch in self.branches() if "enum" in branch]
         return {repr(value) for enum in enums for value in enum} if enums else None
 
-    def object_branch(self) -> _Node | None:
-        objects = [b for b in self.branches() if b.get("type") == "object" or "properties" in b]
-        return _Node(objects[0], self.root) if len(objects) == 1 else None
+    def object_branches(self) -> list[_Node]:
+        return [
+            _Node(b, self.root) for b in self.branches() if b.get("type") == "object" or "properties" in b
+        ]
 
     def array_items(self) -> _Node | None:
         arrays = [b for b in self.branches() if b.get("type") == "array" and isinstance(b.get("items"), dict)]
@@ -92,12 +100,32 @@ def _compare(old: _Node, new: _Node, path: str, problems: list[str]) -> None:
     if old_enum is not None and new_enum is not None and old_enum - new_enum:
         problems.append(f"{path}: enum value(s) removed: {_show(old_enum - new_enum)}")
 
-    old_object, new_object = old.object_branch(), new.object_branch()
-    if old_object is not None and new_object is not None:
-        _compare_objects(old_object, new_object, path, problems)
+    old_objects, new_objects = old.object_branches(), new.object_branches()
+    if old_objects and new_objects:
+        _compare_object_shapes(old_objects, new_objects, path, problems)
     old_items, new_items = old.array_items(), new.array_items()
     if old_items is not None and new_items is not None:
         _compare(old_items, new_items, f"{path}[]", problems)
+
+
+def _compare_object_shapes(
+    old_objects: list[_Node], new_objects: list[_Node], path: str, problems: list[str]
+) -> None:
+    """Each old object shape needs a new one it compares with cleanly; when none does, report the closest
+    (with a single candidate on each side, that is the plain object comparison)."""
+    for old_object in old_objects:
+        attempts = []
+        for new_object in new_objects:
+            found: list[str] = []
+            _compare_objects(old_object, new_object, path, found)
+            if not found:
+                break
+            attempts.append(found)
+        else:
+            if len(old_objects) > 1 or len(new_objects) > 1:
+                shape = old_object.schema.get("title", "the old object")
+                problems.append(f"{path}: no object of the new schema keeps the shape of {shape}")
+            problems.extend(min(attempts, key=len))
 
 
 def _compare_objects(old: _Node, new: _Node, path: str, problems: list[str]) -> None:

@@ -12,6 +12,7 @@ import pytest
 from schema_compat import breaking_changes
 
 from contracts import generate
+from contracts.dispatch import DispatchJob
 
 REPO = Path(generate.__file__).resolve().parent.parent
 
@@ -239,3 +240,93 @@ def test_a_real_model_change_is_caught() -> None:
     del candidate["properties"]["trace_id"]
     candidate["required"].remove("trace_id")
     assert breaking_changes(published, candidate) == ["$.trace_id: field removed"]
+
+
+# --- an object that becomes a union of objects (JobSpec: timm -> timm | ultralytics) ---------------------
+
+TIMM = {
+    "title": "TimmSpec",
+    "type": "object",
+    "properties": {"framework": {"const": "timm", "type": "string"}, "model": {"type": "string"}},
+    "required": ["framework", "model"],
+}
+YOLO = {
+    "title": "YoloSpec",
+    "type": "object",
+    "properties": {
+        "framework": {"const": "ultralytics", "type": "string"},
+        "model": {"type": "string"},
+        "task": {"enum": ["detect", "segment"], "type": "string"},
+    },
+    "required": ["framework", "model", "task"],
+}
+
+
+def with_spec(*members: dict[str, Any], keyword: str = "oneOf") -> dict[str, Any]:
+    """A message whose `spec` is the one member given, or a discriminated union of them."""
+    defs = {member["title"]: copy.deepcopy(member) for member in members}
+    refs = [{"$ref": f"#/$defs/{member['title']}"} for member in members]
+    spec = refs[0] if len(refs) == 1 else {keyword: refs, "discriminator": {"propertyName": "framework"}}
+    return {"$defs": defs, "type": "object", "properties": {"spec": spec}, "required": ["spec"]}
+
+
+def evolved(member: dict[str, Any], edit: Any) -> dict[str, Any]:
+    member = copy.deepcopy(member)
+    edit(member)
+    return member
+
+
+@pytest.mark.parametrize("keyword", ["oneOf", "anyOf"])
+def test_an_object_may_become_a_union_that_keeps_its_shape(keyword: str) -> None:
+    assert breaking_changes(with_spec(TIMM), with_spec(TIMM, YOLO, keyword=keyword)) == []
+    grown = evolved(TIMM, lambda m: m["properties"].update(lr={"type": "number"}))
+    assert breaking_changes(with_spec(TIMM), with_spec(grown, YOLO, keyword=keyword)) == []
+    assert breaking_changes(with_spec(TIMM, YOLO), with_spec(YOLO, TIMM, keyword=keyword)) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param(
+            with_spec(TIMM),
+            with_spec(YOLO, evolved(YOLO, lambda m: m.update(title="Yolo2"))),
+            "$.spec: no object of the new schema keeps the shape of TimmSpec",
+            id="union-without-the-old-shape",
+        ),
+        pytest.param(
+            with_spec(TIMM),
+            with_spec(evolved(TIMM, lambda m: m["properties"].pop("model")), YOLO),
+            "$.spec.model: field removed",
+            id="old-member-lost-a-field",
+        ),
+        pytest.param(
+            with_spec(TIMM, YOLO),
+            with_spec(TIMM, evolved(YOLO, lambda m: m["properties"]["task"]["enum"].remove("segment"))),
+            "$.spec.task: enum value(s) removed: {'segment'}",
+            id="other-member-narrowed",
+        ),
+        pytest.param(
+            with_spec(TIMM, YOLO),
+            with_spec(TIMM),
+            "$.spec: no object of the new schema keeps the shape of YoloSpec",
+            id="union-lost-a-member",
+        ),
+    ],
+)
+def test_a_union_that_loses_a_shape_is_breaking(old: Any, new: Any, expected: str) -> None:
+    problems = breaking_changes(old, new)
+    assert expected in problems, problems
+
+
+def test_the_real_job_spec_union_keeps_the_v1_timm_shape() -> None:
+    """v1 published DispatchJob.spec as the timm spec alone; the union still holds it, and a change to that
+    member is caught through the union."""
+    current = generate.message_schema(DispatchJob)
+    timm_only = copy.deepcopy(current)
+    timm_only["properties"]["spec"] = {"$ref": "#/$defs/TimmSpec"}
+    assert breaking_changes(timm_only, current) == []
+    broken = copy.deepcopy(current)
+    del broken["$defs"]["TimmSpec"]["properties"]["hyperparameters"]
+    assert "$.spec.hyperparameters: field removed" in breaking_changes(timm_only, broken)
+    lost = "$.spec: no object of the new schema keeps the shape of TimmSpec"
+    assert lost in breaking_changes(current, broken)

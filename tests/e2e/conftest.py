@@ -13,7 +13,7 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from services.common.nats import STREAMS, connect
-from tests.e2e.helpers import FAST_TIMERS, Platform
+from tests.e2e.helpers import FAST_TIMERS, Platform, upload_dataset
 from vtp.embedded.nats_server import NatsServer
 from vtp.embedded.ports import free_port
 from vtp.launch import launch
@@ -53,12 +53,4 @@ def platform(
 def dataset_id(platform: Platform, session_dir: Path) -> str:
     from vtp.synthetic import make_imagefolder_archive
 
-    archive = make_imagefolder_archive(session_dir / "shapes.zip")
-    with platform.client() as client, archive.open("rb") as file:
-        response = client.post(
-            "/v1/datasets",
-            data={"name": "shapes", "format": "imagefolder"},
-            files={"file": ("shapes.zip", file, "application/zip")},
-        )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return upload_dataset(platform, make_imagefolder_archive(session_dir / "shapes.zip"), "imagefolder")

@@ -1,9 +1,10 @@
-"""Helpers for the end-to-end tests: the platform handle, job requests, a small SSE reader."""
+"""Helpers for the end-to-end tests: the platform handle, uploads, job requests, a small SSE reader."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +30,25 @@ class Platform(LaunchedPlatform):
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30
         )
+
+
+def upload_dataset(platform: Platform, archive: Path, dataset_format: str) -> str:
+    """Upload an archive as a dataset; its id."""
+    with platform.client() as client, archive.open("rb") as file:
+        response = client.post(
+            "/v1/datasets",
+            data={"name": archive.stem, "format": dataset_format},
+            files={"file": (archive.name, file, "application/zip")},
+        )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def submit(platform: Platform, body: dict, key: str | None = None) -> dict:
+    with platform.client() as client:
+        response = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key} if key else {})
+    assert response.status_code == 202, response.text
+    return dict(response.json())
 
 
 def job_request(dataset: str, epochs: int = 2, **overrides: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.helpers import Platform, SseEvent, job_request, sse_events
+from tests.e2e.helpers import Platform, SseEvent, job_request, sse_events, submit
 
 TERMINAL = {"job.succeeded", "job.failed", "job.cancelled"}
 
@@ -39,13 +39,6 @@ def wait_for_trainer(job_id: str, attempt: int, timeout: float = 60) -> psutil.P
             return processes[0]
         time.sleep(0.1)
     raise AssertionError(f"no trainer process for job {job_id} attempt {attempt}")
-
-
-def submit(platform: Platform, body: dict, key: str | None = None) -> dict:
-    with platform.client() as client:
-        response = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key} if key else {})
-    assert response.status_code == 202, response.text
-    return response.json()
 
 
 def events_until(

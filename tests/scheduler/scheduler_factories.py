@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from contracts.commands import CancelJob, DatasetRef, SubmitJob
-from contracts.jobs import JobSpec
+from contracts.jobs import TimmSpec
 from contracts.reports import ArtifactReport, DoneReport, HeartbeatReport, LogReport, ProgressReport
 from services.scheduler.core import Policy
 
@@ -25,7 +25,7 @@ def submit(
         job_id=job_id or uuid4().hex,
         project_id="proj",
         name="demo",
-        spec=JobSpec(framework="timm", task="classify", model="resnet18"),
+        spec=TimmSpec(framework="timm", task="classify", model="resnet18"),
         dataset=DatasetRef(id="ds1", format="imagefolder", storage_key="datasets/ds1/data.zip"),
         pool=pool,
         max_attempts=max_attempts,

@@ -17,7 +17,7 @@ import torch
 
 from contracts import subjects
 from contracts.dispatch import DispatchJob
-from contracts.jobs import Hyperparameters, JobSpec
+from contracts.jobs import Hyperparameters, TimmSpec
 from contracts.reports import ArtifactReport, DoneReport, ProgressReport
 from services.common import nats as common_nats
 from services.events.testing import stored_reports
@@ -34,7 +34,7 @@ def dispatch(platform, pool: str, **hyperparameters: object) -> DispatchJob:
         job_id=job_id,
         attempt=1,
         pool=pool,
-        spec=JobSpec(
+        spec=TimmSpec(
             framework="timm", task="classify", model="resnet18", hyperparameters=Hyperparameters(**params)
         ),
         callback_url=f"{platform.events_url}/v1/callbacks",
@@ -151,7 +151,9 @@ async def test_trainer_failure_is_reported_once(platform, js, pool):
     found = await stored_reports(js, job.job_id)
     [done] = of_kind(found, DoneReport)
     assert done.status == "failed"
-    assert done.reason == "ValueError: dataset format 'coco' is not supported by timm (imagefolder only)"
+    assert done.reason == (
+        "ValueError: dataset format 'coco' does not fit timm task 'classify' (use imagefolder)"
+    )
     assert lag(platform, pool) == 0
 
 

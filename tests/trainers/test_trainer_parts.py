@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from contracts import subjects
-from contracts.jobs import JobSpec
+from contracts.jobs import TimmSpec
 from services.common import nats as common_nats
 from trainers import jsz
 from trainers.callbacks import CallbackClient, CallbackError
@@ -34,7 +34,7 @@ def trainer_env() -> TrainerEnv:
         attempt=2,
         callback_url="http://events/v1/callbacks",
         callback_token="tok",
-        spec=JobSpec(framework="timm", task="classify", model="resnet18"),
+        spec=TimmSpec(framework="timm", task="classify", model="resnet18"),
         dataset_url="http://events/v1/storage/datasets/d/x.zip?sig",
         dataset_format="imagefolder",
         heartbeat_interval=5.0,

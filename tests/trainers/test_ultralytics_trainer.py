@@ -2,9 +2,9 @@
 runner gives it, a real events service, real YOLO training on generated data, reports in VTP_REPORTS,
 artifacts in storage, and cancellation between batches.
 
-The trainer is started directly rather than through `trainers.runner`: the dispatch contract
-(`contracts.jobs.JobSpec`) accepts only timm jobs until it is widened. The environment is built the
-runner's way (`trainers.runner.PASSTHROUGH`), so nothing else differs.
+The trainer is started directly rather than through `trainers.runner`, so a test controls its environment
+(tests/e2e/test_yolo.py runs YOLO jobs through the whole platform). The environment is built the runner's way
+(`trainers.runner.PASSTHROUGH`), so nothing else differs.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import sys
 import time
 import uuid
 import zipfile
-from pathlib import Path
 
 from contracts.reports import ArtifactReport, DoneReport, ProgressReport
 from services.events.testing import stored_reports
+from tests.plain_ultralytics import validate_with_plain_ultralytics
 from tests.trainers.job_events import publish_cancelled
 from trainers.runner import PASSTHROUGH, PASSTHROUGH_PREFIXES
 
@@ -65,27 +65,6 @@ async def finished(js, job_id: str) -> tuple[list[ProgressReport], dict[str, Art
     return of_kind(found, ProgressReport), artifacts, done
 
 
-def validate_with_plain_ultralytics(weights: Path, data: Path, work: Path) -> dict:
-    """Load `weights` with `ultralytics.YOLO(path)` and run `.val()`, in a child process: Ultralytics writes
-    settings and changes logging at import, which this test process should not inherit."""
-    script = f"""
-import json
-from pathlib import Path
-from trainers.ultralytics import offline
-offline.prepare(Path({str(work / "config")!r}))
-offline.configure()
-from ultralytics import YOLO
-model = YOLO({str(weights)!r})
-metrics = model.val(data={str(data)!r}, imgsz=64, batch=8, device="cpu", workers=0, plots=False,
-                    project={str(work / "val")!r}, name="val", exist_ok=True)
-print(json.dumps({{"task": model.task, "names": model.names, "results": metrics.results_dict}}))
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 async def test_detect_job_reports_each_epoch_and_its_best_pt_validates(platform, js, yolo_datasets, tmp_path):
     dataset = yolo_datasets["yolo-detect"]
     started = time.monotonic()
@@ -114,11 +93,7 @@ async def test_detect_job_reports_each_epoch_and_its_best_pt_validates(platform,
     assert platform.artifact_path(job_id, "last.pt").stat().st_size == artifacts["last.pt"].size
     assert len(platform.artifact_path(job_id, "results.csv").read_text().splitlines()) == 3  # header + 2
 
-    from trainers.ultralytics.data import yolo_data
-
-    with zipfile.ZipFile(dataset.archive) as zf:
-        zf.extractall(tmp_path / "dataset")
-    checked = validate_with_plain_ultralytics(best, yolo_data(tmp_path / "dataset"), tmp_path)
+    checked = validate_with_plain_ultralytics(best, dataset.archive, tmp_path)
     assert checked["task"] == "detect"
     assert checked["names"] == {"0": "box_00", "1": "ellipse_01"}
     assert "metrics/mAP50(B)" in checked["results"]
@@ -218,7 +193,7 @@ async def test_a_dataset_of_the_wrong_format_fails_the_job(platform, js):
     _, _, done = await finished(js, job_id)
     assert done.status == "failed"
     assert done.reason == (
-        "DatasetError: dataset format 'imagefolder' does not fit task 'detect' "
+        "DatasetError: dataset format 'imagefolder' does not fit ultralytics task 'detect' "
         "(use yolo-detect or yolo-segment)"
     )
 
@@ -259,7 +234,7 @@ work = Path(sys.argv[1])
 offline.prepare(work / "config")
 offline.configure()
 from trainers.ultralytics import training
-from trainers.ultralytics.spec import UltralyticsSpec
+from contracts.ultralytics import UltralyticsSpec
 
 spec = UltralyticsSpec(framework="ultralytics", task="detect", model="yolov8n.yaml",
                        hyperparameters={"epochs": 1, "imgsz": 32, "batch": 8})

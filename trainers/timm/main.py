@@ -12,6 +12,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from contracts.jobs import TimmSpec, dataset_mismatch
 from trainers import logs
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.datasets import download, safe_extract
@@ -19,8 +20,6 @@ from trainers.env import TrainerEnv
 from trainers.heartbeat import Heartbeat
 
 log = logging.getLogger("trainers.timm")
-
-SUPPORTED_FORMATS = ("imagefolder",)
 
 
 @dataclass(frozen=True)
@@ -30,9 +29,9 @@ class Result:
     metrics: dict[str, float | int] = field(default_factory=dict)
 
 
-def run(env: TrainerEnv, client: CallbackClient, heartbeat: Heartbeat, work: Path) -> Result:
-    if env.dataset_format not in SUPPORTED_FORMATS:
-        raise ValueError(f"dataset format {env.dataset_format!r} is not supported by timm (imagefolder only)")
+def run(env: TrainerEnv[TimmSpec], client: CallbackClient, heartbeat: Heartbeat, work: Path) -> Result:
+    if problem := dataset_mismatch(env.spec, env.dataset_format):
+        raise ValueError(problem)
     # Imported only now: a job that cannot run fails fast, without paying for torch.
     import torch
 
@@ -62,7 +61,7 @@ def run(env: TrainerEnv, client: CallbackClient, heartbeat: Heartbeat, work: Pat
 
 def main() -> int:
     logs.configure()
-    env = TrainerEnv.from_environ()
+    env: TrainerEnv[TimmSpec] = TrainerEnv.from_environ(spec_model=TimmSpec)
     client = CallbackClient.from_env(env)
     heartbeat = Heartbeat(client, env.heartbeat_interval).start()
     try:

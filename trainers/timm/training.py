@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from contracts.jobs import JobSpec
+from contracts.jobs import TimmSpec
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tup
 
 
 def train(
-    spec: JobSpec,
+    spec: TimmSpec,
     dataset_root: Path,
     stop: threading.Event,
     on_epoch: Callable[[int, int, dict[str, float]], None],

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from contracts.datasets import YOLO_DATA_FILES
+
 SPLIT_KEYS = ("train", "val", "test", "minival")
 CLASSIFY_VAL = ("val", "test")
 
@@ -24,7 +26,7 @@ def _inside(root: Path, base: Path, value: str, what: str) -> Path:
 
 
 def _find_yaml(root: Path) -> Path:
-    for name in ("data.yaml", "data.yml", "dataset.yaml"):
+    for name in YOLO_DATA_FILES:
         if (root / name).is_file():
             return root / name
     raise DatasetError("the dataset has no data.yaml (Ultralytics layout: data.yaml, images/, labels/)")

@@ -12,13 +12,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from contracts.jobs import dataset_mismatch
+from contracts.ultralytics import UltralyticsSpec
 from trainers import logs
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.datasets import download, safe_extract
 from trainers.env import TrainerEnv
 from trainers.heartbeat import Heartbeat
 from trainers.ultralytics import data, offline
-from trainers.ultralytics.spec import DATASET_FORMATS, UltralyticsSpec
 
 log = logging.getLogger("trainers.ultralytics")
 
@@ -34,27 +35,17 @@ class Result:
 
 
 def _dataset(env: TrainerEnv[UltralyticsSpec], work: Path) -> Path:
-    task = env.spec.task
-    if env.dataset_format not in DATASET_FORMATS[task]:
-        raise data.DatasetError(
-            f"dataset format {env.dataset_format!r} does not fit task {task!r} "
-            f"(use {' or '.join(DATASET_FORMATS[task])})"
-        )
+    if problem := dataset_mismatch(env.spec, env.dataset_format):
+        raise data.DatasetError(problem)
     archive = download(env.dataset_url, work / "dataset.archive")
     root = safe_extract(archive, work / "dataset")
     archive.unlink()
-    return data.classify_data(root) if task == "classify" else data.yolo_data(root)
+    return data.classify_data(root) if env.spec.task == "classify" else data.yolo_data(root)
 
 
 def spec_problems(exc: ValidationError) -> str:
     """One line per problem, each naming its field: the reason a refused spec fails the job with."""
-    lines = []
-    for error in exc.errors():
-        message = error["msg"]
-        if message.startswith("Value error, "):  # our validators name the field themselves
-            lines.append(message.removeprefix("Value error, "))
-        else:
-            lines.append(f"{'.'.join(str(part) for part in error['loc']) or 'spec'}: {message}")
+    lines = [f"{'.'.join(str(part) for part in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()]
     return "invalid job spec: " + "; ".join(lines)
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.ultralytics import UltralyticsSpec
 from trainers.ultralytics.metrics import simplify
-from trainers.ultralytics.spec import UltralyticsSpec
 
 log = logging.getLogger(__name__)
 

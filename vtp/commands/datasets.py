@@ -10,10 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from contracts.datasets import DATASET_FORMATS
 from vtp.client import ApiClient, CliError
 from vtp.commands.common import open_client, print_table
-
-FORMATS = ("imagefolder",)
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -23,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     upload = commands.add_parser("upload", parents=[common], help="upload a dataset (zip archive or folder)")
     upload.add_argument("path", type=Path, metavar="PATH")
     upload.add_argument("--name", help="dataset name (default: the file or folder name)")
-    upload.add_argument("--format", default="imagefolder", choices=FORMATS)
+    upload.add_argument("--format", default="imagefolder", choices=DATASET_FORMATS)
     upload.set_defaults(handler=upload_dataset)
 
     listing = commands.add_parser("list", parents=[common], help="list datasets")
@@ -31,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def zip_folder(folder: Path, workdir: Path) -> Path:
-    """`folder/train/<class>/...` becomes an archive with `train/<class>/...` at its root."""
+    """`folder/train/<class>/...` (or `folder/data.yaml`, `folder/images/...`) becomes an archive with the
+    folder's content at its root."""
     return Path(shutil.make_archive(str(workdir / folder.name), "zip", root_dir=folder))
 
 

@@ -1,8 +1,8 @@
-"""`vtp demo`: the platform end to end in one command.
+"""`vtp demo [--yolo]`: the platform end to end in one command.
 
 Uses the API configured for this data dir if one answers; otherwise starts `vtp up` in the background for the
-duration of the demo. Then: a small synthetic dataset, a tiny resnet18 job followed live, the checkpoint
-downloaded, and how to load it.
+duration of the demo. Then: a small synthetic dataset, a tiny job followed live (a resnet18 classifier, or
+with `--yolo` a YOLO detector), the checkpoint downloaded, and how to load it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vtp.client import CLIENT_ENV, ApiClient, ClientConfig, CliError, ConfigError, load_config
 from vtp.commands.datasets import upload
@@ -32,7 +34,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "demo", parents=[common], help="train a tiny model end to end on synthetic data"
     )
     demo.add_argument("--epochs", type=int, default=3)
-    demo.add_argument("--model", default="resnet18")
+    demo.add_argument(
+        "--yolo", action="store_true", help="train a YOLO detector instead of a timm classifier"
+    )
+    demo.add_argument(
+        "--model", help="timm model name (default resnet18), or with --yolo a model YAML (yolo11n.yaml)"
+    )
     demo.add_argument(
         "--port", type=int, help="API port if the demo starts the platform (default: 8000 or free)"
     )
@@ -100,31 +107,64 @@ def wait_for_platform(
     raise CliError(f"the platform did not come up within {START_TIMEOUT:.0f}s; see {log_path}")
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from vtp.synthetic import make_imagefolder_archive
+@dataclass(frozen=True)
+class Demo:
+    """One demo: its dataset, its job, and how to use the checkpoint it downloads."""
 
+    archive: Path
+    dataset_format: str
+    job: dict[str, Any]
+    checkpoint: str
+    usage: str  # how to load the checkpoint; `{checkpoint}` stands for its path
+
+    @classmethod
+    def timm(cls, demo_dir: Path, model: str, epochs: int) -> Demo:
+        from vtp.synthetic import make_imagefolder_archive
+
+        hyperparameters = {"epochs": epochs, "batch_size": 8, "image_size": 64, "learning_rate": 1e-3}
+        return cls(
+            archive=make_imagefolder_archive(demo_dir / "shapes.zip", classes=CLASSES),
+            dataset_format="imagefolder",
+            job={"framework": "timm", "task": "classify", "model": model, "hyperparameters": hyperparameters},
+            checkpoint="model.pt",
+            usage=f"load it with timm:\n\nimport timm, torch\n"
+            f'model = timm.create_model("{model}", pretrained=False, num_classes={CLASSES})\n'
+            'model.load_state_dict(torch.load("{checkpoint}", map_location="cpu"))',
+        )
+
+    @classmethod
+    def yolo(cls, demo_dir: Path, model: str, epochs: int) -> Demo:
+        from vtp.synthetic import make_yolo_detect_archive
+
+        hyperparameters = {"epochs": epochs, "imgsz": 64, "batch": 8}
+        return cls(
+            archive=make_yolo_detect_archive(demo_dir / "shapes-detect.zip"),
+            dataset_format="yolo-detect",
+            job={
+                "framework": "ultralytics",
+                "task": "detect",
+                "model": model,
+                "hyperparameters": hyperparameters,
+            },
+            checkpoint="best.pt",
+            usage='load it with Ultralytics:\n\nfrom ultralytics import YOLO\nmodel = YOLO("{checkpoint}")\n'
+            'results = model.predict("path/to/image.png")',
+        )
+
+
+def run_demo(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
     demo_dir = data_dir / "demo"
-    archive = make_imagefolder_archive(demo_dir / "shapes.zip", classes=CLASSES)
-    print(f"made a synthetic dataset: {archive} ({CLASSES} classes)")
+    if args.yolo:
+        demo = Demo.yolo(demo_dir, args.model or "yolo11n.yaml", args.epochs)
+    else:
+        demo = Demo.timm(demo_dir, args.model or "resnet18", args.epochs)
+    print(f"made a synthetic {demo.dataset_format} dataset: {demo.archive}")
     with platform(data_dir, args.port) as config, ApiClient(config) as client:
-        dataset = upload(client, archive, "demo-shapes", "imagefolder")
+        dataset = upload(client, demo.archive, f"demo-{demo.archive.stem}", demo.dataset_format)
         print(f"uploaded dataset {dataset['id']}")
         job = client.submit_job(
-            {
-                "name": f"demo-{args.model}",
-                "framework": "timm",
-                "task": "classify",
-                "model": args.model,
-                "dataset": dataset["id"],
-                "pool": "local",
-                "hyperparameters": {
-                    "epochs": args.epochs,
-                    "batch_size": 8,
-                    "image_size": 64,
-                    "learning_rate": 1e-3,
-                },
-            }
+            {"name": f"demo-{demo.job['model']}", **demo.job, "dataset": dataset["id"], "pool": "local"}
         )
         print(f"submitted job {job['id']}; following it live")
         view = watch_job(client, job["id"])
@@ -132,9 +172,8 @@ def run_demo(args: argparse.Namespace) -> int:
             raise CliError(f"the job ended {view.state}" + (f": {view.reason}" if view.reason else ""))
         names = [artifact["name"] for artifact in client.list_artifacts(job["id"])]
         print(f"artifacts: {', '.join(names)}")
-        checkpoint = client.download_artifact(job["id"], "model.pt", demo_dir / job["id"] / "model.pt")
-    print(f"\ncheckpoint: {checkpoint}\nload it with timm:\n")
-    print("import timm, torch")
-    print(f'model = timm.create_model("{args.model}", pretrained=False, num_classes={CLASSES})')
-    print(f'model.load_state_dict(torch.load("{checkpoint}", map_location="cpu"))')
+        checkpoint = client.download_artifact(
+            job["id"], demo.checkpoint, demo_dir / job["id"] / demo.checkpoint
+        )
+    print(f"\ncheckpoint: {checkpoint}\n{demo.usage.format(checkpoint=checkpoint)}")
     return 0

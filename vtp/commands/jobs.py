@@ -22,17 +22,13 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     submit = commands.add_parser("submit", parents=[common], help="submit a training job")
     submit.add_argument("--model", required=True, help="timm model name, e.g. resnet18")
     submit.add_argument("--dataset", required=True, help="dataset id (see `vtp datasets list`)")
-    submit.add_argument("--name")
     submit.add_argument("--framework", default="timm")
     submit.add_argument("--task", default="classify")
-    submit.add_argument("--pool", default="local")
     submit.add_argument("--epochs", type=int)
     submit.add_argument("--batch-size", type=int)
     submit.add_argument("--image-size", type=int)
     submit.add_argument("--learning-rate", type=float)
-    submit.add_argument("--max-attempts", type=int)
-    submit.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
-    submit.add_argument("--watch", action="store_true", help="follow the job live until it ends")
+    add_submit_options(submit)
     submit.set_defaults(handler=submit_job)
 
     listing = commands.add_parser("list", parents=[common], help="list jobs, newest first")
@@ -59,17 +55,18 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     download.set_defaults(handler=download_artifact)
 
 
-def job_request(args: argparse.Namespace) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "framework": args.framework,
-        "task": args.task,
-        "model": args.model,
-        "dataset": args.dataset,
-        "pool": args.pool,
-        "hyperparameters": {
-            name: getattr(args, name) for name in HYPERPARAMETERS if getattr(args, name) is not None
-        },
-    }
+def add_submit_options(parser: argparse.ArgumentParser) -> None:
+    """What every way of submitting a job takes besides the spec and the dataset (`jobs submit`, `train`)."""
+    parser.add_argument("--name")
+    parser.add_argument("--pool", default="local")
+    parser.add_argument("--max-attempts", type=int)
+    parser.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
+    parser.add_argument("--watch", action="store_true", help="follow the job live until it ends")
+
+
+def request_body(args: argparse.Namespace, spec: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """`POST /v1/jobs`: the spec, the dataset, and the options of `add_submit_options` that were given."""
+    body: dict[str, Any] = {**spec, "dataset": dataset, "pool": args.pool}
     if args.name:
         body["name"] = args.name
     if args.max_attempts is not None:
@@ -77,16 +74,34 @@ def job_request(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
+def job_request(args: argparse.Namespace) -> dict[str, Any]:
+    hyperparameters = {
+        name: getattr(args, name) for name in HYPERPARAMETERS if getattr(args, name) is not None
+    }
+    spec = {
+        "framework": args.framework,
+        "task": args.task,
+        "model": args.model,
+        "hyperparameters": hyperparameters,
+    }
+    return request_body(args, spec, args.dataset)
+
+
 def follow(client: ApiClient, job_id: str) -> int:
     view = watch_job(client, job_id)
     return 0 if view.state == JobState.SUCCEEDED else 1
 
 
-def submit_job(args: argparse.Namespace) -> int:
+def submit(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """Submit `body`; with `--watch`, follow the job until it ends (exit 0 only when it succeeded)."""
     with open_client(args) as client:
-        job = client.submit_job(job_request(args), idempotency_key=args.idempotency_key)
+        job = client.submit_job(body, idempotency_key=args.idempotency_key)
         print(f"submitted job {job['id']} ({job.get('state', '?')})")
         return follow(client, job["id"]) if args.watch else 0
+
+
+def submit_job(args: argparse.Namespace) -> int:
+    return submit(args, job_request(args))
 
 
 def watch(args: argparse.Namespace) -> int:

@@ -57,7 +57,9 @@ def _text_field(form: FormData, name: str, max_length: int) -> str:
 async def upload_dataset(
     request: Request, project: CurrentProject, session: SessionDep, storage: StorageDep, settings: SettingsDep
 ) -> DatasetOut:
-    """Upload a dataset archive. `imagefolder`: `train/<class>/<image>` and `val/<class>/<image>`."""
+    """Upload a dataset archive. `imagefolder` (classification): `train/<class>/<image>` and
+    `val/<class>/<image>`. `yolo-detect`, `yolo-segment` (Ultralytics layout): `data.yaml`, `images/` and
+    `labels/`."""
     # The form is parsed here, not by FastAPI, so an oversized upload is refused before it is read.
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_dataset_bytes + MULTIPART_OVERHEAD:

@@ -1,8 +1,8 @@
 """Which Ultralytics train arguments a job may set, and how to check them.
 
-Pure Python on purpose (no ultralytics, torch or pydantic import): the API can import this module to refuse
-a bad job at submit time (422) instead of the trainer failing later. Names are Ultralytics' own; the
-trainer owns everything about where and how training runs (paths, device, workers, resume, logging).
+Pure Python on purpose (no ultralytics or torch import): every service imports contracts, and the API
+refuses a bad job at submit time (422) with it instead of the trainer failing later. Names are Ultralytics'
+own; the trainer owns everything about where and how training runs (paths, device, workers, resume, logging).
 """
 
 from __future__ import annotations
@@ -130,18 +130,48 @@ FORBIDDEN: frozenset[str] = frozenset(
 )
 
 
-def problems(hyperparameters: Mapping[str, object]) -> list[str]:
-    """Every reason the given arguments are refused, each naming its field (empty when all are fine)."""
+@dataclass(frozen=True)
+class Problem:
+    """Why one argument is refused. `kind`: unknown, platform (the trainer sets it) or invalid (its value)."""
+
+    name: str
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"hyperparameters.{self.name}: {self.message}"
+
+
+def problems(hyperparameters: Mapping[str, object]) -> list[Problem]:
+    """Every reason the given arguments are refused (empty when all are fine)."""
     found = []
     for name, value in hyperparameters.items():
         rule = ALLOWED.get(name)
         if rule is None:
             if name in FORBIDDEN:
-                found.append(f"hyperparameters.{name}: set by the platform, not by a job")
+                found.append(Problem(name, "platform", "set by the platform, not by a job"))
             else:
-                found.append(f"hyperparameters.{name}: unknown Ultralytics train argument")
+                found.append(Problem(name, "unknown", "unknown Ultralytics train argument"))
             continue
         problem = rule.problem(value)
         if problem:
-            found.append(f"hyperparameters.{name}: {problem}")
+            found.append(Problem(name, "invalid", problem))
     return found
+
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def json_schema() -> dict[str, object]:
+    """The allowed arguments as a JSON Schema object: what the published contract shows a consumer."""
+    properties: dict[str, object] = {}
+    for name, rule in ALLOWED.items():
+        schema: dict[str, object] = {"type": _JSON_TYPES[rule.kind]}
+        if rule.minimum is not None:
+            schema["minimum"] = rule.minimum
+        if rule.maximum is not None:
+            schema["maximum"] = rule.maximum
+        if rule.choices:
+            schema["enum"] = list(rule.choices)
+        properties[name] = schema
+    return {"type": "object", "properties": properties, "additionalProperties": False}

@@ -1,25 +1,22 @@
-"""Fetching and unpacking a dataset archive from its signed URL. Extraction refuses any member that would land
-outside the target folder (absolute paths, `..`, links), whatever the archive says."""
+"""Fetching and unpacking a dataset archive from its signed URL. Extraction is `trainers.validation`'s: it
+refuses members that would land outside the target folder (absolute paths, `..`, links, devices) and archives
+beyond the size, file-count and compression-ratio limits, whatever the archive's headers say."""
 
 from __future__ import annotations
 
-import shutil
-import tarfile
 import time
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import httpx
 
+from trainers.validation.archive import extract_archive
+from trainers.validation.errors import UnsafeArchive, UnsupportedArchive
+from trainers.validation.layout import dataset_root
+from trainers.validation.limits import DEFAULT_LIMITS, Limits
+
+__all__ = ["UnsafeArchive", "UnsupportedArchive", "download", "safe_extract"]
+
 CHUNK = 1024 * 1024
-
-
-class UnsafeArchive(Exception):
-    """An archive member would escape the extraction folder, or is a link or device."""
-
-
-class UnsupportedArchive(Exception):
-    pass
 
 
 def download(url: str, dest: Path, tries: int = 4) -> Path:
@@ -45,60 +42,8 @@ def download(url: str, dest: Path, tries: int = 4) -> Path:
     raise AssertionError("unreachable")
 
 
-def _safe_target(root: Path, name: str) -> Path:
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if posix.is_absolute() or ".." in posix.parts or (posix.parts and ":" in posix.parts[0]):
-        raise UnsafeArchive(f"archive member escapes the dataset folder: {name!r}")
-    target = (root / posix).resolve()
-    if not target.is_relative_to(root):
-        raise UnsafeArchive(f"archive member escapes the dataset folder: {name!r}")
-    return target
-
-
-def _extract_zip(archive: Path, root: Path) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            target = _safe_target(root, info.filename)
-            mode = (info.external_attr >> 16) & 0o170000
-            if mode == 0o120000:
-                raise UnsafeArchive(f"archive member is a symbolic link: {info.filename!r}")
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as source, target.open("wb") as out:
-                shutil.copyfileobj(source, out, CHUNK)
-
-
-def _extract_tar(archive: Path, root: Path) -> None:
-    with tarfile.open(archive, "r:*") as tf:
-        for member in tf:
-            target = _safe_target(root, member.name)
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif member.isfile():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tf.extractfile(member)
-                if source is None:
-                    raise UnsafeArchive(f"unreadable archive member: {member.name!r}")
-                with source, target.open("wb") as out:
-                    shutil.copyfileobj(source, out, CHUNK)
-            else:
-                raise UnsafeArchive(f"archive member is a link or special file: {member.name!r}")
-
-
-def safe_extract(archive: Path, dest: Path) -> Path:
-    """Extract a .zip or .tar(.gz) archive into `dest`; return the dataset root (a lone top folder is
-    descended into, so `shapes/train/...` and `train/...` both work)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
-    if zipfile.is_zipfile(archive):
-        _extract_zip(archive, root)
-    elif tarfile.is_tarfile(archive):
-        _extract_tar(archive, root)
-    else:
-        raise UnsupportedArchive("the dataset archive is neither a zip nor a tar file")
-    entries = [p for p in root.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-    if len(entries) == 1 and entries[0].is_dir() and not (root / "train").is_dir():
-        return entries[0]
-    return root
+def safe_extract(archive: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
+    """Extract a zip or tar(.gz/.bz2/.xz) archive into `dest` within `limits`; return the dataset root (a lone
+    top folder is descended into, so `shapes/train/...` and `train/...` both work). Raises `UnsafeArchive` or
+    `UnsupportedArchive` (see `trainers.validation.archive`)."""
+    return dataset_root(extract_archive(archive, dest, limits))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,35 @@ def mint(
         "exp": issued + ttl_seconds,
     }
     return jwt.encode(claims, private_key, algorithm=ALGORITHM)
+
+
+class TokenVerifier:
+    """Verifies callback tokens and remembers the ones it accepted.
+
+    A trainer sends the same token with every callback of an attempt, and checking its Ed25519 signature
+    costs more CPU than the rest of a callback. A remembered token is the same string that passed every
+    check before; only its expiry is checked again. Refused tokens are never remembered.
+    """
+
+    def __init__(
+        self, public_key: VerifyingKey, max_entries: int = 50_000, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._public_key = public_key
+        self._max_entries = max_entries
+        self._clock = clock
+        self._accepted: dict[str, CallbackClaims] = {}
+
+    def verify(self, token: str) -> CallbackClaims:
+        claims = self._accepted.get(token)
+        if claims is None:
+            claims = verify(self._public_key, token)
+            if len(self._accepted) >= self._max_entries:
+                self._accepted.clear()  # simpler than LRU; live trainers' tokens come back on their next call
+            self._accepted[token] = claims
+        elif claims.expires_at <= self._clock():
+            del self._accepted[token]
+            raise TokenRefused("callback token expired")
+        return claims
 
 
 def verify(public_key: VerifyingKey, token: str) -> CallbackClaims:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts.events import JobEvent
 from services.events.models import JobStatus
@@ -20,11 +20,18 @@ class JobStatusRow:
     version: int
 
 
-async def get_job_status(session: AsyncSession, job_id: str) -> JobStatusRow | None:
-    row = (await session.execute(select(JobStatus).where(JobStatus.job_id == job_id))).scalar_one_or_none()
-    if row is None:
-        return None
-    return JobStatusRow(job_id=row.job_id, state=row.state, attempt=row.attempt, version=row.version)
+_JOB_STATUS = select(
+    JobStatus.job_id,
+    JobStatus.state,
+    JobStatus.attempt,
+    JobStatus.version,  # type: ignore[arg-type]
+).where(JobStatus.job_id == bindparam("job_id"))
+
+
+async def get_job_status(conn: AsyncConnection, job_id: str) -> JobStatusRow | None:
+    # Every heartbeat asks: columns, not an ORM object, from a statement built once.
+    row = (await conn.execute(_JOB_STATUS, {"job_id": job_id})).one_or_none()
+    return None if row is None else JobStatusRow(*row)
 
 
 async def apply_job_statuses(session: AsyncSession, events: list[JobEvent]) -> None:

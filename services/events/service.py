@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import nats.errors
 from nats.js import JetStreamContext
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import subjects
 from contracts.callbacks import (
@@ -60,14 +60,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def verify_token(public_key: tokens.VerifyingKey, authorization: str | None) -> CallbackClaims:
+def verify_token(verifier: tokens.TokenVerifier, authorization: str | None) -> CallbackClaims:
     if not authorization:
         raise errors.Unauthorized("missing Authorization header")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthorized("expected Authorization: Bearer <callback token>")
     try:
-        return tokens.verify(public_key, token.strip())
+        return verifier.verify(token.strip())
     except tokens.TokenRefused as exc:
         # The message never contains the token itself.
         raise errors.Unauthorized(str(exc)) from None
@@ -91,13 +91,13 @@ class CallbackService:
     def __init__(
         self,
         js: JetStreamContext,
-        sessions: async_sessionmaker,
+        status_reader: AsyncEngine,
         object_storage: storage.Storage,
         artifact_url_ttl: int,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._js = js
-        self._sessions = sessions
+        self._status_reader = status_reader
         self._storage = object_storage
         self._artifact_url_ttl = artifact_url_ttl
         self._clock = clock
@@ -105,8 +105,8 @@ class CallbackService:
     async def heartbeat(self, claims: CallbackClaims, trace: Trace) -> HeartbeatAnswer:
         await self._publish(HeartbeatReport(**self._base(claims, self._clock(), trace)), trace)
         try:
-            async with self._sessions() as session:
-                status = await repository.get_job_status(session, claims.job_id)
+            async with self._status_reader.connect() as conn:
+                status = await repository.get_job_status(conn, claims.job_id)
         except (SQLAlchemyError, OSError) as exc:
             # Liveness is recorded either way; a stop is only delayed to a later heartbeat.
             log.warning("job status unavailable, answering without it: %s", exc)

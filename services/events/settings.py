@@ -19,6 +19,8 @@ class EventsSettings(CommonSettings):
     )
     artifact_url_ttl: int = Field(default=3600, ge=1, validation_alias="VTP_ARTIFACT_URL_TTL")
     max_upload_bytes: int = Field(default=10 * GIB, ge=1, validation_alias="VTP_MAX_UPLOAD_BYTES")
+    # One log line per callback costs it measurable CPU; off unless asked for (debugging).
+    access_log: bool = Field(default=False, validation_alias="VTP_EVENTS_ACCESS_LOG")
 
     def public_key_pem(self) -> str:
         return self.callback_public_key_file.read_text()

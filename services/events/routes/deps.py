@@ -19,7 +19,7 @@ async def _storage_service(request: Request) -> StorageService:
 
 
 async def _claims(request: Request, authorization: Annotated[str | None, Header()] = None) -> CallbackClaims:
-    return verify_token(request.app.state.public_key, authorization)
+    return verify_token(request.app.state.token_verifier, authorization)
 
 
 async def _trace(traceparent: Annotated[str | None, Header()] = None) -> Trace:

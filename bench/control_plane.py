@@ -155,7 +155,9 @@ class LoadGeneratorTrainer:
     async def _run(self) -> None:
         while True:
             try:
-                msgs = await self.sub.fetch(batch=64, timeout=0.2)
+                # A short wait: a long one would hold messages back and finish jobs in synchronized bursts,
+                # unlike a fleet of trainers, and those bursts would show up in the paced latencies.
+                msgs = await self.sub.fetch(batch=64, timeout=0.02)
             except TimeoutError:
                 continue
             jobs = [DispatchJob.model_validate_json(msg.data) for msg in msgs]

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from vtp.client import CliError
-from vtp.commands import datasets, demo, jobs, platform, train
+from vtp.commands import datasets, demo, jobs, platform, pools, train
 from vtp.commands.common import common_options, default_data_dir
 
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vtp", description="Vision Training Platform: train vision models as jobs.", parents=[common]
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (platform, demo, datasets, jobs, train):
+    for module in (platform, demo, datasets, jobs, train, pools):
         module.register(subparsers, common)
     return parser
 

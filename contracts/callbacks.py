@@ -29,6 +29,9 @@ class ProgressCallback(CallbackBody):
     epoch: int = Field(ge=0)
     epochs: int = Field(ge=1)
     metrics: dict[str, float] = Field(default_factory=dict)
+    resumed_from_epoch: int | None = Field(
+        default=None, ge=1, description="on a resumed attempt's first progress: its checkpoint's epoch"
+    )
 
 
 class LogCallback(CallbackBody):

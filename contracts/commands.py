@@ -16,6 +16,7 @@ class DatasetRef(Message):
     id: str
     format: str
     storage_key: str = Field(description="Object key of the dataset archive in platform storage.")
+    version: int | None = Field(default=None, description="The dataset's version under its name.")
 
 
 class SubmitJob(Message):

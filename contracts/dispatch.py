@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from contracts.base import Message
 from contracts.jobs import JobSpec
 
+# The artifact a trainer uploads after every epoch (model, optimizer and epoch count) and an attempt after the
+# first resumes from: the scheduler signs a GET URL for the job's artifact of this name into `resume_url`.
+RESUME_CHECKPOINT = "last.pt"
+
 
 class DispatchJob(Message):
+    """`resume_url` (attempts after the first) reads the job's `RESUME_CHECKPOINT`; it answers 404 while no
+    attempt has finished an epoch yet."""
+
     job_id: str
     attempt: int
     pool: str
@@ -16,5 +25,8 @@ class DispatchJob(Message):
     dataset_url: str
     dataset_format: str
     resume_url: str | None = None
+    weights_url: str | None = Field(
+        default=None, description="A signed GET URL of the spec's `weights`, when it names any."
+    )
     trace_id: str
     traceparent: str | None = None

@@ -21,7 +21,8 @@ class JobEvent(Message):
     - job.submitted: name, spec, dataset, pool, max_attempts
     - job.queued: pool
     - job.running: (empty)
-    - job.progress: epoch, epochs, metrics
+    - job.progress: epoch, epochs, metrics; resumed_from_epoch on the first progress of an attempt that
+      resumed from a checkpoint
     - job.log: level, message
     - job.artifact: name, size, sha256, storage_key
     - job.retrying: reason, retry_at, next_attempt

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from contracts.datasets import DatasetFormat
 from contracts.ultralytics import UltralyticsSpec
+from contracts.validation import DatasetValidationSpec
+from contracts.weights import OptionalWeights
 
 POOL_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
@@ -67,18 +69,21 @@ class TimmSpec(BaseModel):
     task: Literal["classify"]
     model: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    weights: OptionalWeights = None
 
     def dataset_formats(self) -> tuple[DatasetFormat, ...]:
         return ("imagefolder",)
 
 
-# What to train: the part of a job a trainer needs (it arrives as `VTP_JOB_SPEC`), one model per framework.
-# v1 published the timm spec alone; it is still the same shape, now one member of the union.
-JobSpec = Annotated[TimmSpec | UltralyticsSpec, Field(discriminator="framework")]
+# What to run: the part of a job a trainer needs (it arrives as `VTP_JOB_SPEC`), one model per framework.
+# v1 published the timm spec alone; it is still the same shape, now one member of the union. `validation`
+# is the platform's own job (validating an uploaded dataset); users submit only the training frameworks.
+JobSpec = Annotated[TimmSpec | UltralyticsSpec | DatasetValidationSpec, Field(discriminator="framework")]
 Framework = Literal["timm", "ultralytics"]
-SPEC_MODELS: Mapping[str, type[TimmSpec] | type[UltralyticsSpec]] = {
+SPEC_MODELS: Mapping[str, type[TimmSpec] | type[UltralyticsSpec] | type[DatasetValidationSpec]] = {
     "timm": TimmSpec,
     "ultralytics": UltralyticsSpec,
+    "validation": DatasetValidationSpec,
 }
 _JOB_SPEC: TypeAdapter[JobSpec] = TypeAdapter(JobSpec)
 

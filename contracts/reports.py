@@ -31,6 +31,9 @@ class ProgressReport(Report):
     metrics: dict[str, float] = Field(
         default_factory=dict, description="e.g. train_loss, val_loss, val_accuracy"
     )
+    resumed_from_epoch: int | None = Field(
+        default=None, ge=1, description="on a resumed attempt's first progress: its checkpoint's epoch"
+    )
 
 
 class LogReport(Report):

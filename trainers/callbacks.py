@@ -86,8 +86,13 @@ class CallbackClient:
         """Report liveness; the answer says whether to stop."""
         return HeartbeatAnswer.model_validate(self._post("heartbeat", {}).json())
 
-    def progress(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        self._post("progress", {"epoch": epoch, "epochs": epochs, "metrics": metrics})
+    def progress(
+        self, epoch: int, epochs: int, metrics: dict[str, float], resumed_from_epoch: int | None = None
+    ) -> None:
+        body: dict[str, Any] = {"epoch": epoch, "epochs": epochs, "metrics": metrics}
+        if resumed_from_epoch is not None:
+            body["resumed_from_epoch"] = resumed_from_epoch
+        self._post("progress", body)
 
     def log(self, message: str, level: str = "info") -> None:
         self._post("log", {"level": level, "message": message[:10_000]})

@@ -19,8 +19,9 @@ __all__ = ["UnsafeArchive", "UnsupportedArchive", "download", "safe_extract"]
 CHUNK = 1024 * 1024
 
 
-def download(url: str, dest: Path, tries: int = 4) -> Path:
-    """Stream `url` to `dest` (via a partial file), retrying transient failures briefly."""
+def download(url: str, dest: Path, tries: int = 4, what: str = "dataset") -> Path:
+    """Stream `url` to `dest` (via a partial file), retrying transient failures briefly. A 4xx answer raises
+    `httpx.HTTPStatusError` at once."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     for attempt in range(tries):
@@ -37,7 +38,7 @@ def download(url: str, dest: Path, tries: int = 4) -> Path:
         except httpx.TransportError as exc:
             problem = str(exc)
         if attempt == tries - 1:
-            raise RuntimeError(f"dataset download failed: {problem}")
+            raise RuntimeError(f"{what} download failed: {problem}")
         time.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
 

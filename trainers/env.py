@@ -28,6 +28,7 @@ class TrainerEnv(Generic[SpecT]):
     dataset_format: str
     heartbeat_interval: float
     resume_url: str | None = None
+    weights_url: str | None = None
     traceparent: str | None = None
 
     @classmethod
@@ -46,6 +47,7 @@ class TrainerEnv(Generic[SpecT]):
             dataset_format=env.get("VTP_DATASET_FORMAT", "imagefolder"),
             heartbeat_interval=float(env.get("VTP_HEARTBEAT_INTERVAL", "5")),
             resume_url=env.get("VTP_RESUME_URL") or None,
+            weights_url=env.get("VTP_WEIGHTS_URL") or None,
             traceparent=env.get("TRACEPARENT") or None,
         )
 
@@ -61,6 +63,7 @@ class TrainerEnv(Generic[SpecT]):
             dataset_format=job.dataset_format,
             heartbeat_interval=heartbeat_interval,
             resume_url=job.resume_url,
+            weights_url=job.weights_url,
             traceparent=job.traceparent,
         )
 
@@ -77,6 +80,8 @@ class TrainerEnv(Generic[SpecT]):
         }
         if self.resume_url:
             env["VTP_RESUME_URL"] = self.resume_url
+        if self.weights_url:
+            env["VTP_WEIGHTS_URL"] = self.weights_url
         if self.traceparent:
             env["TRACEPARENT"] = self.traceparent
         return env

@@ -3,7 +3,8 @@
 Starts nats-server and Postgres (unless `NATS_URL` / `DATABASE_URL` point elsewhere), creates the secrets and
 the default project once, migrates, then runs api, scheduler, events and the local pool as child processes and
 supervises them until SIGINT or SIGTERM. Everything lives under the data dir, so a restart keeps every job,
-event, artifact and the API key.
+event, artifact and the API key. The nats-server it starts has a user per role with that role's permissions
+(services/common/nats_permissions.py), and each child runs as its role's user.
 """
 
 from __future__ import annotations
@@ -18,18 +19,26 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
 
+from services.common import nats_permissions
 from vtp.client import CLIENT_ENV, CliError, read_env_file, write_env_file
 from vtp.embedded.nats_server import NatsServer, start_nats_server
 from vtp.embedded.ports import free_port
 from vtp.embedded.postgres import start_postgres
+from vtp.nats_auth import NatsUsers
 
 PARTS = ("api", "scheduler", "events", "pool")
+# The pool's supervisor shares its runners' user (`runner-<pool>`): they inherit its environment.
+PART_USERS = {
+    "api": nats_permissions.API,
+    "scheduler": nats_permissions.SCHEDULER,
+    "events": nats_permissions.EVENTS,
+}
 MIGRATED_SERVICES = ("api", "scheduler", "events")
 DEFAULT_PROJECT = "default"
 STARTUP_TIMEOUT = 120.0
@@ -52,6 +61,14 @@ class Infrastructure:
     database_url: str
     nats: NatsServer | None = None
     pgdata: Path | None = None
+    nats_users: NatsUsers | None = None  # only for the nats-server started here
+
+    def nats_environ(self, part: str, pool: str) -> dict[str, str]:
+        """The NATS user a child runs as: its role's, on the nats-server started here; with `NATS_URL`, the
+        environment's own (`NATS_USER`, `NATS_PASSWORD` pass through, if set)."""
+        if self.nats_users is None:
+            return {}
+        return self.nats_users.environ(PART_USERS.get(part) or nats_permissions.runner_user(pool))
 
     def stop(self) -> None:
         if self.nats is not None:
@@ -76,6 +93,26 @@ def stop_postgres(pgdata: Path) -> None:
     get_server(pgdata).cleanup()  # the same handle start_postgres made: stops the server this process started
 
 
+def pool_of(environ: Mapping[str, str]) -> str:
+    return environ.get("VTP_POOL", "local")
+
+
+def start_nats(data_dir: Path, pool: str) -> tuple[NatsServer, NatsUsers]:
+    """nats-server with a user per role; credentials are made on the first start and kept in
+    `<data-dir>/secrets/nats/<user>.env`. The admin creates the streams and the pool's consumer before any
+    service starts (the services' users may not)."""
+    from services.common.nats import prepare
+
+    users = NatsUsers.ensure(data_dir / "secrets" / "nats", [pool])
+    server = start_nats_server(data_dir / "nats", authorization=users.authorization())
+    try:
+        asyncio.run(prepare(server.url, [pool], users.credentials(nats_permissions.ADMIN)))
+    except BaseException:
+        server.stop()
+        raise
+    return server, users
+
+
 def start_infrastructure(data_dir: Path, environ: Mapping[str, str]) -> Infrastructure:
     infra = Infrastructure(
         nats_url=environ.get("NATS_URL", ""),
@@ -83,9 +120,9 @@ def start_infrastructure(data_dir: Path, environ: Mapping[str, str]) -> Infrastr
         database_url="",
     )
     if not infra.nats_url:
-        infra.nats = start_nats_server(data_dir / "nats")
+        infra.nats, infra.nats_users = start_nats(data_dir, pool_of(environ))
         infra.nats_url, infra.nats_monitor_url = infra.nats.url, infra.nats.monitor_url
-        say(f"nats-server at {infra.nats_url} (monitoring {infra.nats_monitor_url})")
+        say(f"nats-server at {infra.nats_url} (monitoring {infra.nats_monitor_url}), a user per role")
     try:
         infra.database_url, infra.pgdata = database_url(data_dir, environ)
     except BaseException:
@@ -197,6 +234,7 @@ def child_environment(
 class Child:
     part: str
     log_path: Path
+    own_environ: Mapping[str, str] = field(default_factory=dict)  # over the shared environment: its NATS user
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     failures: int = 0
@@ -207,7 +245,7 @@ class Child:
             # A session of its own: Ctrl-C reaches only the supervisor, which stops children in order.
             self.process = subprocess.Popen(
                 self.command(),
-                env=dict(env),
+                env={**env, **self.own_environ},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -319,7 +357,9 @@ def run(data_dir: Path, port: int, environ: Mapping[str, str] | None = None) -> 
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     infra = start_infrastructure(data_dir, environ)
-    children = [Child(part, logs / f"{part}.log") for part in PARTS]
+    children = [
+        Child(part, logs / f"{part}.log", infra.nats_environ(part, pool_of(environ))) for part in PARTS
+    ]
     try:
         keys = ensure_secrets(data_dir)
         migrate(infra.database_url)

@@ -17,18 +17,20 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contracts.validation import ValidationLimits
+from services.api.datasets import Intake
 from services.api.errors import ApiError
 from services.api.feed import EventFeed
-from services.api.messaging import NatsCommandPublisher
+from services.api.messaging import CommandPublisher, NatsCommandPublisher
 from services.api.read_model import ReadModelConsumer
-from services.api.routes import datasets, events, health, jobs
+from services.api.routes import datasets, events, health, jobs, models
 from services.api.service import Lookups, Submitting
 from services.api.settings import ApiSettings
 from services.api.submits import SubmitWriter
 from services.common.db import make_engine, make_sessionmaker
 from services.common.nats import connect, ensure_streams
 from services.common.startup import freeze_startup_heap
-from services.common.storage import make_storage
+from services.common.storage import Storage, make_storage
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,9 @@ def _lifespan(settings: ApiSettings) -> Any:
         app.state.nats = nc
         app.state.engine = engine
         app.state.sessions = sessions
-        app.state.storage = make_storage(
-            settings.storage_dir, settings.storage_signing_key, settings.events_url
-        )
+        app.state.storage = storage = make_storage(settings)
         app.state.publisher = publisher = NatsCommandPublisher(js)
+        app.state.intake = intake(settings, storage, publisher)
         submit_writer = SubmitWriter(engine, publisher)
         app.state.lookups = lookups = Lookups()
         app.state.submitting = Submitting(engine, submit_writer, lookups)
@@ -71,8 +72,25 @@ def _lifespan(settings: ApiSettings) -> Any:
             await feed.stop()
             await nc.drain()
             await engine.dispose()
+            await storage.aclose()
 
     return lifespan
+
+
+def intake(settings: ApiSettings, storage: Storage, publisher: CommandPublisher) -> Intake:
+    limits = ValidationLimits(
+        max_total_bytes=settings.validation_max_bytes,
+        max_files=settings.validation_max_files,
+        max_ratio=settings.validation_max_ratio,
+    )
+    return Intake(
+        storage=storage,
+        publisher=publisher,
+        max_bytes=settings.max_dataset_bytes,
+        validation_pool=settings.validation_pool,
+        validation_limits=limits,
+        upload_url_ttl=settings.upload_url_ttl,
+    )
 
 
 def _error(status: int, error: str, detail: Any) -> JSONResponse:
@@ -119,6 +137,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(models.router)
     app.include_router(events.router)
     return app
 

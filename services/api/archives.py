@@ -1,5 +1,6 @@
-"""Light structural checks of an uploaded dataset archive (.zip or .tar.gz). Full validation (images decode,
-classes match between splits) happens later; this only catches uploads that cannot be a dataset."""
+"""Light structural checks of an uploaded dataset archive (.zip or .tar.gz), at upload: a fast pre-check that
+refuses at once (400) what cannot be a dataset. The authoritative check is the dataset's validation job
+(`trainers.validation`: safe extraction, images decode, labels parse), which makes it READY or REJECTED."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from contracts.datasets import YOLO_DATA_FILES
 
 ArchiveKind = Literal["zip", "tar.gz"]
 SPLITS = ("train", "val")
+_SUFFIXES: dict[str, ArchiveKind] = {".zip": "zip", ".tar.gz": "tar.gz", ".tgz": "tar.gz"}
 
 
 class InvalidArchive(Exception):
@@ -27,6 +29,15 @@ def archive_kind(file: BinaryIO) -> ArchiveKind:
     if magic.startswith(b"\x1f\x8b"):
         return "tar.gz"
     raise InvalidArchive("the file is not a .zip or .tar.gz archive")
+
+
+def check_name(filename: str | None, kind: ArchiveKind) -> None:
+    """A name that promises another kind of archive (a tar.gz named `.zip`) is refused: the upload is not
+    what its sender thinks it is."""
+    lower = (filename or "").lower()
+    named = next((named for suffix, named in _SUFFIXES.items() if lower.endswith(suffix)), None)
+    if named is not None and named != kind:
+        raise InvalidArchive(f"mismatched format: the file is named {filename!r} but is a {kind} archive")
 
 
 def member_names(file: BinaryIO, kind: ArchiveKind) -> list[str]:
@@ -92,9 +103,10 @@ def check_yolo(names: Iterable[str], dataset_format: str) -> None:
         )
 
 
-def inspect(file: BinaryIO, dataset_format: str) -> ArchiveKind:
+def inspect(file: BinaryIO, dataset_format: str, filename: str | None = None) -> ArchiveKind:
     """Blocking: run it in a worker thread."""
     kind = archive_kind(file)
+    check_name(filename, kind)
     names = member_names(file, kind)
     if dataset_format == "imagefolder":
         check_imagefolder(names)

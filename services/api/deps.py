@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import service
+from services.api.datasets import Intake
 from services.api.feed import EventFeed
 from services.api.messaging import CommandPublisher
 from services.api.read_model import ReadModelConsumer
@@ -58,6 +59,10 @@ async def get_submitting(request: Request) -> Submitting:
     return request.app.state.submitting  # type: ignore[no-any-return]
 
 
+async def get_intake(request: Request) -> Intake:
+    return request.app.state.intake  # type: ignore[no-any-return]
+
+
 async def get_feed(request: Request) -> EventFeed:
     return request.app.state.feed  # type: ignore[no-any-return]
 
@@ -71,5 +76,6 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 PublisherDep = Annotated[CommandPublisher, Depends(get_publisher)]
 SubmittingDep = Annotated[Submitting, Depends(get_submitting)]
+IntakeDep = Annotated[Intake, Depends(get_intake)]
 FeedDep = Annotated[EventFeed, Depends(get_feed)]
 ReadModelDep = Annotated[ReadModelConsumer, Depends(get_read_model)]

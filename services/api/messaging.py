@@ -19,6 +19,13 @@ from services.api.errors import Unavailable
 PUBLISH_TIMEOUT = 5.0
 
 
+def new_trace_id() -> str:
+    """A W3C trace id: 32 lowercase hex digits, not all zero."""
+    while (trace_id := secrets.token_hex(16)) == "0" * 32:
+        pass
+    return trace_id
+
+
 def traceparent(trace_id: str) -> str:
     return f"00-{trace_id}-{secrets.token_hex(8)}-01"
 

@@ -1,8 +1,10 @@
-"""The api's tables (prefix `api_`): projects and their keys, datasets, and the jobs read model."""
+"""The api's tables (prefix `api_`): projects and their keys, datasets, uploaded models, and the jobs read
+model."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -48,18 +50,43 @@ class ApiKey(Base):
     project: Mapped[Project] = relationship(back_populates="keys", lazy="raise")
 
 
+class DatasetStatus(StrEnum):
+    """VALIDATING until its validation job ends; then READY (trainable), REJECTED (problems found) or FAILED
+    (the validation job itself failed). Only READY is final for training; none ever changes again."""
+
+    VALIDATING = "VALIDATING"
+    READY = "READY"
+    REJECTED = "REJECTED"
+    FAILED = "FAILED"
+
+
 class Dataset(Base):
+    """One immutable version of a named dataset: `version` counts 1, 2, ... per project and name."""
+
     __tablename__ = "api_datasets"
-    __table_args__ = (Index("ix_api_datasets_project_created", "project_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_api_datasets_project_created", "project_id", "created_at"),
+        UniqueConstraint("project_id", "name", "version", name="uq_api_datasets_project_name_version"),
+        Index("ix_api_datasets_validation_job", "validation_job_id", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("api_projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
     format: Mapped[str] = mapped_column(String(32))
     filename: Mapped[str] = mapped_column(String(255))
     storage_key: Mapped[str] = mapped_column(String(512))
     size: Mapped[int] = mapped_column(BigInteger)
+    # Of the archive as uploaded; `content_hash` (from validation) is of the files in it, whatever archive.
     sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    content_hash: Mapped[str | None] = mapped_column(String(80))
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    problems: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    problem_count: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    validation_job_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -86,6 +113,7 @@ class Job(Base):
     model: Mapped[str] = mapped_column(String(200))
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSONB)
     dataset_id: Mapped[str] = mapped_column(String(32))
+    dataset_version: Mapped[int | None] = mapped_column(Integer)
     pool: Mapped[str] = mapped_column(String(63))
     trace_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -94,6 +122,8 @@ class Job(Base):
     final_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     reason: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # The starting weights the job named (`contracts.weights`), if any.
+    weights: Mapped[str | None] = mapped_column(String(240))
 
 
 class Artifact(Base):
@@ -104,4 +134,20 @@ class Artifact(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UploadedModel(Base):
+    """Weights uploaded to start jobs from (`POST /v1/models`); the file is in storage at `storage_key`."""
+
+    __tablename__ = "api_models"
+    __table_args__ = (Index("ix_api_models_project_created", "project_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("api_projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    filename: Mapped[str] = mapped_column(String(255))
+    storage_key: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -11,11 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from services.api.models import ApiKey, Artifact, Dataset, Job, Project
+from contracts.validation import VALIDATION_FRAMEWORK
+from services.api.models import ApiKey, Artifact, Dataset, DatasetStatus, Job, Project, UploadedModel
 
 jobs: Table = Job.__table__  # type: ignore[assignment]
 datasets: Table = Dataset.__table__  # type: ignore[assignment]
@@ -61,30 +62,86 @@ async def add_dataset(session: AsyncSession, dataset: Dataset) -> None:
     await session.flush()
 
 
-async def dataset_location(
-    conn: AsyncConnection, project_id: str, dataset_id: str
-) -> tuple[str, str, str] | None:
-    """`(id, format, storage_key)` of a dataset of the project."""
-    statement = select(datasets.c.id, datasets.c.format, datasets.c.storage_key).where(
-        datasets.c.id == dataset_id, datasets.c.project_id == project_id
+async def lock_dataset_name(session: AsyncSession, project_id: str, name: str) -> None:
+    """Uploads under one name take turns until their transactions end, so the duplicate check and the next
+    version number see every upload before them."""
+    key = func.hashtextextended(f"{project_id}/{name}", 0)
+    await session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+async def dataset_with_archive(
+    session: AsyncSession, project_id: str, name: str, sha256: str
+) -> Dataset | None:
+    """The newest version under `name` uploaded as exactly this archive, unless its validation failed (then
+    uploading it again is how to retry)."""
+    statement = (
+        select(Dataset)
+        .where(
+            Dataset.project_id == project_id,
+            Dataset.name == name,
+            Dataset.sha256 == sha256,
+            Dataset.status != DatasetStatus.FAILED.value,
+        )
+        .order_by(Dataset.version.desc())
+        .limit(1)
     )
-    row = (await conn.execute(statement)).one_or_none()
-    return None if row is None else (row.id, row.format, row.storage_key)
-
-
-async def get_dataset(session: AsyncSession, project_id: str, dataset_id: str) -> Dataset | None:
-    statement = select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == project_id)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def list_datasets(session: AsyncSession, project_id: str, limit: int) -> list[Dataset]:
-    statement = (
-        select(Dataset)
-        .where(Dataset.project_id == project_id)
-        .order_by(Dataset.created_at.desc(), Dataset.id.desc())
-        .limit(limit)
+async def next_dataset_version(session: AsyncSession, project_id: str, name: str) -> int:
+    statement = select(func.coalesce(func.max(Dataset.version), 0) + 1).where(
+        Dataset.project_id == project_id, Dataset.name == name
     )
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def find_dataset(
+    db: AsyncConnection | AsyncSession,
+    project_id: str,
+    *,
+    dataset_id: str | None = None,
+    name: str | None = None,
+    version: int | None = None,
+    status: DatasetStatus | None = None,
+) -> Dataset | None:
+    """A dataset of the project by id, or by name (and version; without one, the newest version, of
+    `status` if given), as a plain (transient) `Dataset`: the submit path reads it on a connection."""
+    statement = select(datasets).where(datasets.c.project_id == project_id)
+    if dataset_id is not None:
+        statement = statement.where(datasets.c.id == dataset_id)
+    else:
+        statement = statement.where(datasets.c.name == name)
+        if version is not None:
+            statement = statement.where(datasets.c.version == version)
+        if status is not None:
+            statement = statement.where(datasets.c.status == status.value)
+    row = (await db.execute(statement.order_by(datasets.c.version.desc()).limit(1))).first()
+    return None if row is None else Dataset(**row._mapping)
+
+
+async def list_datasets(
+    session: AsyncSession, project_id: str, name: str | None, limit: int
+) -> list[Dataset]:
+    """Newest first."""
+    statement = select(Dataset).where(Dataset.project_id == project_id)
+    if name is not None:
+        statement = statement.where(Dataset.name == name)
+    statement = statement.order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit)
     return list((await session.execute(statement)).scalars())
+
+
+async def settle_validation(session: AsyncSession, validation_job_id: str, values: dict[str, Any]) -> bool:
+    """Record the outcome of a dataset's validation job, once: False when no dataset waits for this job."""
+    statement = (
+        update(datasets)
+        .where(
+            datasets.c.validation_job_id == validation_job_id,
+            datasets.c.status == DatasetStatus.VALIDATING.value,
+        )
+        .values(**values)
+    )
+    result = await session.execute(statement)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 # Jobs
@@ -140,9 +197,15 @@ async def list_jobs(
     state: str | None,
     limit: int,
     after: tuple[datetime, str] | None,
+    framework: str | None = None,
 ) -> list[Job]:
-    """Newest first; `after` is the (created_at, id) of the last job of the previous page."""
+    """Newest first; `after` is the (created_at, id) of the last job of the previous page. Without
+    `framework`, all but dataset validation jobs."""
     statement = select(Job).where(Job.project_id == project_id)
+    if framework is not None:
+        statement = statement.where(Job.framework == framework)
+    else:
+        statement = statement.where(Job.framework != VALIDATION_FRAMEWORK)
     if state is not None:
         statement = statement.where(Job.state == state)
     if after is not None:
@@ -178,3 +241,44 @@ async def list_artifacts(session: AsyncSession, job_id: str) -> list[Artifact]:
 async def get_artifact(session: AsyncSession, job_id: str, name: str) -> Artifact | None:
     statement = select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+# Models (starting weights)
+
+
+async def add_model(session: AsyncSession, model: UploadedModel) -> None:
+    session.add(model)
+    await session.flush()
+
+
+async def get_model(session: AsyncSession, project_id: str, model_id: str) -> UploadedModel | None:
+    statement = select(UploadedModel).where(
+        UploadedModel.id == model_id, UploadedModel.project_id == project_id
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def list_models(session: AsyncSession, project_id: str, limit: int) -> list[UploadedModel]:
+    statement = (
+        select(UploadedModel)
+        .where(UploadedModel.project_id == project_id)
+        .order_by(UploadedModel.created_at.desc(), UploadedModel.id)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def model_exists(conn: AsyncConnection, project_id: str, model_id: str) -> bool:
+    statement = select(UploadedModel.id).where(
+        UploadedModel.id == model_id, UploadedModel.project_id == project_id
+    )
+    return (await conn.execute(statement)).first() is not None
+
+
+async def artifact_of_project_exists(conn: AsyncConnection, project_id: str, job_id: str, name: str) -> bool:
+    statement = (
+        select(Artifact.name)
+        .join(Job, Job.id == Artifact.job_id)
+        .where(Job.project_id == project_id, Artifact.job_id == job_id, Artifact.name == name)
+    )
+    return (await conn.execute(statement)).first() is not None

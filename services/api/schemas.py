@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from contracts.commands import DatasetRef
 from contracts.datasets import DatasetFormat as DatasetFormat  # the upload's `format` values
 from contracts.jobs import POOL_PATTERN, SPEC_MODELS, Framework, JobSpec, JobState, dataset_mismatch
+from contracts.weights import WeightsReference
 from services.api.errors import InvalidField
-from services.api.models import Artifact, Dataset, Job
+from services.api.models import Artifact, Dataset, DatasetStatus, Job
 
 
 class JobCreate(BaseModel):
@@ -33,9 +34,15 @@ class JobCreate(BaseModel):
         "refused.",
     )
     name: str | None = Field(default=None, max_length=200)
-    dataset: str = Field(min_length=1, max_length=64, description="Id of a dataset of the caller's project.")
+    dataset: str = Field(
+        min_length=1,
+        max_length=120,
+        description="A dataset of the caller's project: its id, `name:version`, or `name` (its newest READY "
+        "version). It must be READY.",
+    )
     pool: str = Field(default="local", pattern=POOL_PATTERN)
     max_attempts: int = Field(default=3, ge=1, le=100)
+    weights: WeightsReference | None = None
 
     _spec: JobSpec = PrivateAttr()
 
@@ -43,7 +50,7 @@ class JobCreate(BaseModel):
     def _valid_spec(self) -> JobCreate:
         # The framework's own spec model checks the rest; its errors keep their places in this flat body
         # (`hyperparameters.epochs`), so a 422 names the field as the client sent it.
-        fields = self.model_dump(include={"framework", "task", "model", "hyperparameters"})
+        fields = self.model_dump(include={"framework", "task", "model", "hyperparameters", "weights"})
         self._spec = SPEC_MODELS[self.framework].model_validate(fields)
         return self
 
@@ -70,6 +77,7 @@ class JobOut(BaseModel):
     model: str
     hyperparameters: dict[str, Any]
     dataset: str
+    dataset_version: int | None = Field(description="The version of the dataset the job trains on.")
     pool: str
     trace_id: str
     created_at: datetime
@@ -77,6 +85,7 @@ class JobOut(BaseModel):
     metrics: dict[str, Any] | None = Field(description="Metrics of the latest epoch (job.progress).")
     final_metrics: dict[str, Any] | None = Field(description="Metrics reported when the job succeeded.")
     reason: str | None = Field(description="Why the job failed, was cancelled, or is being retried.")
+    weights: str | None = Field(default=None, description="The starting weights the job named.")
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -92,6 +101,7 @@ class JobOut(BaseModel):
             model=job.model,
             hyperparameters=job.hyperparameters,
             dataset=job.dataset_id,
+            dataset_version=job.dataset_version,
             pool=job.pool,
             trace_id=job.trace_id,
             created_at=job.created_at,
@@ -99,6 +109,7 @@ class JobOut(BaseModel):
             metrics=job.metrics,
             final_metrics=job.final_metrics,
             reason=job.reason,
+            weights=job.weights,
         )
 
 
@@ -108,12 +119,33 @@ class JobPage(BaseModel):
 
 
 class DatasetOut(BaseModel):
+    """One immutable version of a named dataset, and what its validation found."""
+
     id: str
     name: str
+    version: int = Field(description="1, 2, ... per project and name.")
     format: str
+    status: DatasetStatus = Field(
+        description="VALIDATING until its validation job ends, then READY (jobs may train on it), REJECTED "
+        "(see `problems`) or FAILED (the validation could not run; see `reason`)."
+    )
     filename: str
     size: int
-    sha256: str
+    sha256: str = Field(description="Of the archive as uploaded.")
+    content_hash: str | None = Field(
+        description="`sha256:<hex>` of the dataset's files (paths and bytes), whatever archive they came in."
+    )
+    summary: dict[str, Any] | None = Field(
+        description="classes, per split the images (YOLO: labels, background images, instances per class; "
+        "imagefolder: images per class), files, total_bytes."
+    )
+    problems: list[dict[str, Any]] = Field(description="The first 50 problems: {file, line, message}.")
+    problem_count: int
+    reason: str | None = Field(description="Why the validation failed (FAILED).")
+    validation_job_id: str | None = Field(
+        description="The job that validates it: follow it at /v1/jobs/{id}/events; its report.json artifact "
+        "is the whole report."
+    )
     created_at: datetime
 
     @classmethod
@@ -121,12 +153,46 @@ class DatasetOut(BaseModel):
         return cls(
             id=dataset.id,
             name=dataset.name,
+            version=dataset.version,
             format=dataset.format,
+            status=DatasetStatus(dataset.status),
             filename=dataset.filename,
             size=dataset.size,
             sha256=dataset.sha256,
+            content_hash=dataset.content_hash,
+            summary=dataset.summary,
+            problems=dataset.problems or [],
+            problem_count=dataset.problem_count,
+            reason=dataset.reason,
+            validation_job_id=dataset.validation_job_id,
             created_at=dataset.created_at,
         )
+
+
+class DatasetCreated(DatasetOut):
+    created: bool = Field(
+        description="False when this very archive was uploaded under this name before: the answer is that "
+        "version (200), and nothing new was stored or validated."
+    )
+
+
+class DatasetFromUpload(BaseModel):
+    """`POST /v1/datasets` as JSON: make a dataset of an archive PUT to an upload URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    format: DatasetFormat
+    upload_id: str = Field(description="From `POST /v1/datasets/uploads`.")
+    filename: str | None = Field(default=None, max_length=255, description="The archive's file name.")
+
+
+class UploadOut(BaseModel):
+    upload_id: str
+    url: str = Field(description="PUT the archive here (the body is the file), then POST /v1/datasets.")
+    method: str = "PUT"
+    expires_at: datetime
+    max_bytes: int
 
 
 class DatasetPage(BaseModel):
@@ -149,6 +215,23 @@ class ArtifactOut(BaseModel):
             created_at=artifact.created_at,
             download_path=f"/v1/jobs/{artifact.job_id}/artifacts/{artifact.name}",
         )
+
+
+class ModelOut(BaseModel):
+    """Uploaded weights to start jobs from: a job names them with `"weights": <id>`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    filename: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+class ModelPage(BaseModel):
+    items: list[ModelOut]
 
 
 class ErrorOut(BaseModel):

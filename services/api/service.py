@@ -8,46 +8,31 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
-import re
-import secrets
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, get_args
+from typing import Any
 
-import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.commands import CancelJob, DatasetRef, SubmitJob
 from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
-from services.api import archives, repository
+from services.api import datasets, repository, weights
 from services.api.cache import TtlCache
-from services.api.errors import BadRequest, Conflict, InvalidField, NotFound, PayloadTooLarge, Unauthorized
+from services.api.errors import Conflict, InvalidField, NotFound, Unauthorized
 from services.api.keys import hash_key
-from services.api.messaging import CommandPublisher
-from services.api.models import Artifact, Dataset, Job
-from services.api.schemas import DatasetFormat, JobCreate
+from services.api.messaging import CommandPublisher, new_trace_id
+from services.api.models import Artifact, Job
+from services.api.schemas import JobCreate
 from services.api.submits import SubmitWriter
 from services.common import storage as storage_keys
-from services.common.storage import ObjectTooLarge, Storage
 
-DATASET_FORMATS: tuple[str, ...] = get_args(DatasetFormat)
-CHUNK = 1024 * 1024
 # Each api process remembers a key's project this long, so revoking a key takes effect within it.
 KEY_CACHE_SECONDS = 30.0
-# Datasets never change once uploaded; this only bounds how long an unused one is remembered.
+# A READY dataset never changes (only READY ones are remembered); this only bounds how long an unused one is.
 DATASET_CACHE_SECONDS = 600.0
-
-
-def new_trace_id() -> str:
-    """A W3C trace id: 32 lowercase hex digits, not all zero."""
-    while (trace_id := secrets.token_hex(16)) == "0" * 32:
-        pass
-    return trace_id
 
 
 @dataclass(frozen=True)
@@ -60,8 +45,8 @@ class ProjectRef:
 
 @dataclass
 class Lookups:
-    """What nearly every request looks up, remembered in the process; misses (unknown keys, unknown
-    datasets) are not remembered, so a new key or dataset works at once."""
+    """What nearly every request looks up, remembered in the process; misses (unknown keys, unknown or not yet
+    READY datasets) are not remembered, so a new key or dataset works at once."""
 
     projects: TtlCache[str, ProjectRef] = field(default_factory=lambda: TtlCache(KEY_CACHE_SECONDS))
     datasets: TtlCache[tuple[str, str], DatasetRef] = field(
@@ -90,82 +75,6 @@ async def authenticate(
     return project
 
 
-# Datasets
-
-
-def _safe_filename(filename: str | None, kind: archives.ArchiveKind) -> str:
-    base = re.sub(r"[^A-Za-z0-9_.\-]", "_", (filename or "").rsplit("/", 1)[-1]).lstrip(".")
-    extension = ".zip" if kind == "zip" else ".tar.gz"
-    if not base.endswith(extension) and not (kind == "tar.gz" and base.endswith(".tgz")):
-        base = (base or "dataset") + extension
-    return base[-200:]
-
-
-async def _chunks(file: BinaryIO, digest: Any) -> AsyncIterator[bytes]:
-    file.seek(0)
-    while chunk := await anyio.to_thread.run_sync(file.read, CHUNK):
-        digest.update(chunk)
-        yield chunk
-
-
-async def create_dataset(
-    session: AsyncSession,
-    storage: Storage,
-    project_id: str,
-    name: str,
-    dataset_format: str,
-    filename: str | None,
-    file: BinaryIO,
-    max_bytes: int,
-    now: datetime,
-) -> Dataset:
-    """Check the archive's structure, stream it to storage, and record it."""
-    if dataset_format not in DATASET_FORMATS:
-        raise InvalidField(
-            ("body", "format"),
-            f"unsupported dataset format {dataset_format!r}; one of {list(DATASET_FORMATS)}",
-        )
-    size = await anyio.to_thread.run_sync(lambda: file.seek(0, 2))
-    if size > max_bytes:
-        raise PayloadTooLarge(f"dataset archive is {size} bytes; the limit is {max_bytes} bytes")
-    try:
-        kind = await anyio.to_thread.run_sync(archives.inspect, file, dataset_format)
-    except archives.InvalidArchive as exc:
-        raise BadRequest(str(exc), {"field": "file", "message": str(exc)}) from exc
-    dataset_id = uuid.uuid4().hex
-    stored_name = _safe_filename(filename, kind)
-    key = storage_keys.dataset_key(dataset_id, stored_name)
-    digest = hashlib.sha256()
-    try:
-        info = await storage.put_stream(key, _chunks(file, digest), max_bytes=max_bytes)
-    except ObjectTooLarge as exc:
-        raise PayloadTooLarge(str(exc)) from exc
-    dataset = Dataset(
-        id=dataset_id,
-        project_id=project_id,
-        name=name,
-        format=dataset_format,
-        filename=stored_name,
-        storage_key=key,
-        size=info.size,
-        sha256=digest.hexdigest(),
-        created_at=now,
-    )
-    await repository.add_dataset(session, dataset)
-    return dataset
-
-
-async def get_dataset(session: AsyncSession, project_id: str, dataset_id: str) -> Dataset:
-    dataset = await repository.get_dataset(session, project_id, dataset_id)
-    if dataset is None:
-        raise NotFound(f"dataset {dataset_id} not found")
-    return dataset
-
-
-async def list_datasets(session: AsyncSession, project_id: str, limit: int) -> list[Dataset]:
-    return await repository.list_datasets(session, project_id, limit)
-
-
 # Jobs
 
 
@@ -175,17 +84,14 @@ class Submitted:
     created: bool
 
 
-async def _dataset_ref(
-    engine: AsyncEngine, lookups: Lookups, project_id: str, dataset_id: str
-) -> DatasetRef | None:
-    ref = lookups.datasets.get((project_id, dataset_id))
+async def _dataset_ref(engine: AsyncEngine, lookups: Lookups, project_id: str, reference: str) -> DatasetRef:
+    """The READY dataset `reference` names (see `datasets.usable`, which refuses any other)."""
+    ref = lookups.datasets.get((project_id, reference))
     if ref is None:
         async with engine.connect() as conn:
-            location = await repository.dataset_location(conn, project_id, dataset_id)
-        if location is None:
-            return None
-        ref = DatasetRef(id=location[0], format=location[1], storage_key=location[2])
-        lookups.datasets.put((project_id, dataset_id), ref)
+            ref, lasting = await datasets.usable(conn, project_id, reference)
+        if lasting:
+            lookups.datasets.put((project_id, reference), ref)
     return ref
 
 
@@ -220,9 +126,10 @@ async def submit_job(
         if existing is not None:
             return Submitted(existing, created=False)
     dataset = await _dataset_ref(engine, submitting.lookups, project_id, request.dataset)
-    if dataset is None:
-        raise InvalidField(("body", "dataset"), f"dataset {request.dataset} not found", "not_found")
     spec = request.spec_for(dataset)
+    if request.weights is not None:
+        async with engine.connect() as conn:
+            await weights.check_reference(conn, project_id, request.weights)
     job_id = uuid.uuid4().hex
     trace_id = new_trace_id()
     values: dict[str, Any] = {
@@ -238,11 +145,13 @@ async def submit_job(
         "model": spec.model,
         "hyperparameters": spec.model_dump(mode="json")["hyperparameters"],
         "dataset_id": dataset.id,
+        "dataset_version": dataset.version,
         "pool": request.pool,
         "trace_id": trace_id,
         "created_at": now,
         "updated_at": now,
         "idempotency_key": idempotency_key,
+        "weights": request.weights,
     }
     command = SubmitJob(
         job_id=job_id,
@@ -310,10 +219,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def list_jobs(
-    session: AsyncSession, project_id: str, state: JobState | None, limit: int, cursor: str | None
+    session: AsyncSession,
+    project_id: str,
+    state: JobState | None,
+    limit: int,
+    cursor: str | None,
+    framework: str | None = None,
 ) -> tuple[list[Job], str | None]:
     after = decode_cursor(cursor) if cursor else None
-    rows = await repository.list_jobs(session, project_id, state.value if state else None, limit + 1, after)
+    state_value = state.value if state else None
+    rows = await repository.list_jobs(session, project_id, state_value, limit + 1, after, framework)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return page, next_cursor
@@ -340,6 +255,8 @@ def _job_from_submitted(event: JobEvent) -> dict[str, Any]:
         "model": spec.get("model", ""),
         "hyperparameters": spec.get("hyperparameters") or {},
         "dataset_id": str(dataset_id or ""),
+        "dataset_version": dataset.get("version") if isinstance(dataset, dict) else None,
+        "weights": spec.get("weights"),
         "pool": str(payload.get("pool") or ""),
         "trace_id": event.trace_id,
         "created_at": event.time,
@@ -395,6 +312,8 @@ async def apply_event(session: AsyncSession, event: JobEvent) -> bool:
         # Normally the row exists (written at submit); this covers a submit whose commit was lost.
         await repository.insert_job_if_missing(session, _job_from_submitted(event))
         applied = await repository.update_job_if_older(session, event.job_id, event.version, changes)
+    if applied and event.type.terminal:
+        await datasets.follow_validation(session, event)
     return applied
 
 

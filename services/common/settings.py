@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
@@ -28,6 +28,16 @@ class CommonSettings(BaseSettings):
         default=DEV_STORAGE_SIGNING_KEY,
         validation_alias=AliasChoices("VTP_STORAGE_SIGNING_KEY", "STORAGE_SIGNING_KEY"),
     )
+    # STORAGE_BACKEND=s3: any S3-compatible service by endpoint (unset: AWS S3). Without an access key,
+    # botocore's own chain (AWS_* variables, a web identity or instance role) supplies the credentials.
+    storage_s3_endpoint: str | None = Field(default=None, validation_alias="STORAGE_S3_ENDPOINT")
+    storage_s3_region: str = Field(default="us-east-1", validation_alias="STORAGE_S3_REGION")
+    storage_s3_bucket: str | None = Field(default=None, validation_alias="STORAGE_S3_BUCKET")
+    storage_s3_access_key_id: str | None = Field(default=None, validation_alias="STORAGE_S3_ACCESS_KEY_ID")
+    storage_s3_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="STORAGE_S3_SECRET_ACCESS_KEY"
+    )
+    storage_s3_path_style: bool = Field(default=False, validation_alias="STORAGE_S3_PATH_STYLE")
     # Base URL of the events service as trainers reach it: callbacks and local-storage signed URLs live there.
     events_url: str = Field(default="http://127.0.0.1:8001", validation_alias="VTP_EVENTS_URL")
     log_level: str = Field(default="INFO", validation_alias="VTP_LOG_LEVEL")
@@ -43,4 +53,28 @@ class CommonSettings(BaseSettings):
             or self.storage_signing_key == DEV_STORAGE_SIGNING_KEY
         ):
             raise ValueError("VTP_STORAGE_SIGNING_KEY must be set to a real secret when VTP_ENV=production")
+        return self
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket_and_whole_keys(self) -> CommonSettings:
+        if self.storage_backend == "s3" and not self.storage_s3_bucket:
+            raise ValueError("STORAGE_S3_BUCKET must be set when STORAGE_BACKEND=s3")
+        if (self.storage_s3_access_key_id is None) != (self.storage_s3_secret_access_key is None):
+            raise ValueError("set both STORAGE_S3_ACCESS_KEY_ID and STORAGE_S3_SECRET_ACCESS_KEY, or neither")
+        return self
+
+
+class NatsCredentials(BaseSettings):
+    """The NATS user of this process's role (`vtp admin nats-config` makes one per role). Unset: connect
+    without authentication (a server without `authorization`, or credentials in `NATS_URL`)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    user: str | None = Field(default=None, validation_alias="NATS_USER")
+    password: SecretStr | None = Field(default=None, validation_alias="NATS_PASSWORD")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> NatsCredentials:
+        if bool(self.user) != bool(self.password and self.password.get_secret_value()):
+            raise ValueError("NATS_USER and NATS_PASSWORD are set together or not at all")
         return self

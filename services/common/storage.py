@@ -1,6 +1,6 @@
 """Object storage. The local backend keeps objects under a folder and hands out HMAC-signed, expiring URLs
-served by the events service (`/v1/storage/<key>`); an S3 backend (presigned URLs) plugs in behind the same
-interface. Keys are validated so nothing a client or trainer sends can escape its prefix."""
+served by the events service (`/v1/storage/<key>`); the S3 backend (`s3_storage`, presigned URLs) plugs in
+behind the same interface. Keys are validated so nothing a client or trainer sends can escape its prefix."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import quote, urlencode
 
 import anyio
+
+from contracts.weights import job_artifact
+
+if TYPE_CHECKING:
+    from services.common.settings import CommonSettings
 
 Method = Literal["GET", "PUT"]
 _KEY_PART = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -70,6 +75,24 @@ def job_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/"
 
 
+def model_key(model_id: str) -> str:
+    """An uploaded model's weights (`POST /v1/models`)."""
+    return validate_key(f"models/{model_id}/weights.pt")
+
+
+def weights_key(reference: str) -> str:
+    """Where a job's starting weights live: an uploaded model, or an earlier job's artifact."""
+    if (artifact := job_artifact(reference)) is not None:
+        return artifact_key(*artifact)
+    return model_key(reference)
+
+
+def upload_key(project_id: str, upload_id: str) -> str:
+    """Where a client PUTs a dataset archive before `POST /v1/datasets` takes it: under its project, so an
+    upload id is only ever usable by the project that asked for it."""
+    return validate_key(f"uploads/{project_id}/{upload_id}")
+
+
 class Storage(Protocol):
     async def put_stream(
         self, key: str, chunks: AsyncIterator[bytes], max_bytes: int | None = None
@@ -77,33 +100,55 @@ class Storage(Protocol):
     def read_stream(self, key: str) -> AsyncIterator[bytes]: ...
     async def stat(self, key: str) -> ObjectInfo: ...
     async def list(self, prefix: str) -> list[ObjectInfo]: ...
-    def presign(self, key: str, method: Method, ttl_seconds: int) -> str: ...
+    async def delete(self, key: str) -> None: ...
+    async def move(self, source: str, target: str) -> None: ...
+    def presign(self, key: str, method: Method, ttl_seconds: int, max_bytes: int | None = None) -> str: ...
+    async def aclose(self) -> None: ...
 
 
 class UrlSigner:
-    """HMAC signatures for local-storage URLs: bound to one key, one method and an expiry."""
+    """HMAC signatures for local-storage URLs: bound to one key, one method and an expiry, and for an upload
+    optionally to a size limit (`max_bytes`, which the URL then carries)."""
 
     def __init__(self, secret: str, base_url: str) -> None:
         self._secret = secret.encode()
         self._base_url = base_url.rstrip("/")
 
-    def _signature(self, key: str, method: str, expires: int) -> str:
-        message = f"{method}\n{key}\n{expires}".encode()
+    def _signature(self, key: str, method: str, expires: int, max_bytes: int | None = None) -> str:
+        # Without a size limit the message is what it always was, so URLs signed before stay valid.
+        limit = "" if max_bytes is None else f"\n{max_bytes}"
+        message = f"{method}\n{key}\n{expires}{limit}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
-    def sign(self, key: str, method: Method, ttl_seconds: int, now: float | None = None) -> str:
+    def sign(
+        self,
+        key: str,
+        method: Method,
+        ttl_seconds: int,
+        now: float | None = None,
+        max_bytes: int | None = None,
+    ) -> str:
         validate_key(key)
         expires = int((now if now is not None else time.time()) + ttl_seconds)
-        query = urlencode(
-            {"method": method, "expires": expires, "signature": self._signature(key, method, expires)}
-        )
-        return f"{self._base_url}/v1/storage/{quote(key)}?{query}"
+        query: dict[str, str | int] = {"method": method, "expires": expires}
+        if max_bytes is not None:
+            query["max_bytes"] = max_bytes
+        query["signature"] = self._signature(key, method, expires, max_bytes)
+        return f"{self._base_url}/v1/storage/{quote(key)}?{urlencode(query)}"
 
-    def verify(self, key: str, method: str, expires: int, signature: str, now: float | None = None) -> None:
+    def verify(
+        self,
+        key: str,
+        method: str,
+        expires: int,
+        signature: str,
+        now: float | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         validate_key(key)
         if expires < (now if now is not None else time.time()):
             raise BadSignature("signed URL expired")
-        if not hmac.compare_digest(self._signature(key, method, expires), signature):
+        if not hmac.compare_digest(self._signature(key, method, expires, max_bytes), signature):
             raise BadSignature("signed URL signature does not match this key and method")
 
 
@@ -166,9 +211,43 @@ class LocalStorage:
             key=lambda info: info.key,
         )
 
-    def presign(self, key: str, method: Method, ttl_seconds: int) -> str:
-        return self.signer.sign(key, method, ttl_seconds)
+    async def delete(self, key: str) -> None:
+        """Remove the object (gone already: nothing to do) and the folders it leaves empty."""
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        self._remove_empty_parents(path)
+
+    async def move(self, source: str, target: str) -> None:
+        """Within one file system: a rename, so the object is never half in either place."""
+        source_path, target_path = self._path(source), self._path(target)
+        if not source_path.is_file():
+            raise ObjectNotFound(source)
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source_path, target_path)
+        self._remove_empty_parents(source_path)
+
+    def _remove_empty_parents(self, path: Path) -> None:
+        for folder in path.parents:
+            if folder == self.root or not folder.is_relative_to(self.root):
+                return
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:  # not empty: nor are the folders above it
+                return
+
+    def presign(self, key: str, method: Method, ttl_seconds: int, max_bytes: int | None = None) -> str:
+        return self.signer.sign(key, method, ttl_seconds, max_bytes=max_bytes)
+
+    async def aclose(self) -> None:
+        """Nothing is held open between calls."""
 
 
-def make_storage(storage_dir: Path, signing_key: str, events_url: str) -> Storage:
-    return LocalStorage(storage_dir, UrlSigner(signing_key, events_url))
+def make_storage(settings: CommonSettings) -> Storage:
+    if settings.storage_backend == "s3":
+        # Imported here: it imports this module, and only an S3 deployment pays for loading aioboto3.
+        from services.common.s3_storage import S3Config, S3Storage
+
+        return S3Storage(S3Config.from_settings(settings))
+    return LocalStorage(settings.storage_dir, UrlSigner(settings.storage_signing_key, settings.events_url))

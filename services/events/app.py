@@ -44,7 +44,10 @@ def create_app(settings: EventsSettings) -> FastAPI:
         app.state.token_verifier = tokens.TokenVerifier(tokens.load_public_key(settings.public_key_pem()))
         # A heartbeat's status read is one statement: in autocommit, without BEGIN and ROLLBACK round trips.
         status_reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-        app.state.callbacks = CallbackService(js, status_reader, local, settings.artifact_url_ttl)
+        # Artifacts go to the configured backend; `/v1/storage` serves only the local one (S3's presigned URLs
+        # point at S3 itself).
+        objects = storage.make_storage(settings)
+        app.state.callbacks = CallbackService(js, status_reader, objects, settings.artifact_url_ttl)
         app.state.storage = StorageService(local, signer, settings.max_upload_bytes)
         consumer = asyncio.create_task(run_job_status_consumer(js, sessions), name="events-job-status")
         freeze_startup_heap()
@@ -56,6 +59,7 @@ def create_app(settings: EventsSettings) -> FastAPI:
                 await consumer
             await nc.drain()
             await engine.dispose()
+            await objects.aclose()
 
     app = FastAPI(title="vtp events", version="1", lifespan=lifespan)
 

@@ -119,6 +119,7 @@ class CallbackService:
             epoch=body.epoch,
             epochs=body.epochs,
             metrics=body.metrics,
+            resumed_from_epoch=body.resumed_from_epoch,
         )
         await self._publish(report, trace)
 
@@ -206,7 +207,15 @@ class StorageService:
         self._signer = signer
         self.max_upload_bytes = max_upload_bytes
 
-    def authorize(self, key: str, method: str, signed_method: str, expires: int, signature: str) -> None:
+    def authorize(
+        self,
+        key: str,
+        method: str,
+        signed_method: str,
+        expires: int,
+        signature: str,
+        max_bytes: int | None = None,
+    ) -> None:
         try:
             storage.validate_key(key)
         except storage.InvalidKey as exc:
@@ -214,7 +223,7 @@ class StorageService:
         if signed_method != method:
             raise errors.Forbidden(f"this URL is signed for {signed_method}, not {method}")
         try:
-            self._signer.verify(key, method, expires, signature)
+            self._signer.verify(key, method, expires, signature, max_bytes=max_bytes)
         except storage.BadSignature as exc:
             raise errors.Forbidden(str(exc)) from None
 
@@ -226,11 +235,17 @@ class StorageService:
         return info.size, self._storage.read_stream(key)
 
     async def write(
-        self, key: str, chunks: AsyncIterator[bytes], declared_size: int | None
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        declared_size: int | None,
+        url_limit: int | None = None,
     ) -> storage.ObjectInfo:
-        if declared_size is not None and declared_size > self.max_upload_bytes:
-            raise errors.TooLarge(f"uploads are limited to {self.max_upload_bytes} bytes")
+        """Store the upload within the service's limit and the URL's own (`url_limit`), if it has one."""
+        limit = self.max_upload_bytes if url_limit is None else min(url_limit, self.max_upload_bytes)
+        if declared_size is not None and declared_size > limit:
+            raise errors.TooLarge(f"this upload is limited to {limit} bytes")
         try:
-            return await self._storage.put_stream(key, chunks, max_bytes=self.max_upload_bytes)
+            return await self._storage.put_stream(key, chunks, max_bytes=limit)
         except storage.ObjectTooLarge as exc:
             raise errors.TooLarge(str(exc)) from None

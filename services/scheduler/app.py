@@ -68,7 +68,7 @@ class SchedulerApp:
         self.nc = await connect(settings.nats_url, name="vtp-scheduler")
         js = self.nc.jetstream()
         await ensure_streams(js)
-        storage = make_storage(settings.storage_dir, settings.storage_signing_key, settings.events_url)
+        storage = make_storage(settings)
         publisher = Publisher(js, storage, private_key_pem, settings.events_url, settings.callback_token_ttl)
         self.service = SchedulerService(self.engine, publisher, settings.policy)
 

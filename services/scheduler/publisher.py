@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from nats.js import JetStreamContext
 
 from contracts import subjects
-from contracts.dispatch import DispatchJob
+from contracts.dispatch import RESUME_CHECKPOINT, DispatchJob
+from contracts.jobs import TimmSpec
+from contracts.ultralytics import UltralyticsSpec
 from services.common import tokens
 from services.common.nats import ensure_pool_consumer
-from services.common.storage import Storage
+from services.common.storage import Storage, artifact_key, weights_key
 from services.scheduler.core import Decision, Dispatch, Job
 
 PUBLISH_TIMEOUT_SECONDS = 5.0
@@ -85,6 +87,8 @@ class Publisher:
             callback_token=tokens.mint(self._signing_key, effect.job_id, effect.attempt, self._token_ttl),
             dataset_url=self._storage.presign(job.dataset.storage_key, "GET", self._token_ttl),
             dataset_format=job.dataset.format,
+            resume_url=self._resume_url(effect),
+            weights_url=self._weights_url(job),
             trace_id=job.trace_id,
             traceparent=traceparent(job.trace_id, effect.job_id, effect.attempt),
         )
@@ -97,3 +101,17 @@ class Publisher:
             stream=subjects.DISPATCH_STREAM,
             headers=headers,
         )
+
+    def _resume_url(self, effect: Dispatch) -> str | None:
+        """A retry resumes from the checkpoint the earlier attempts left; whether one exists is the trainer's
+        to find out (a 404), so a dispatch never waits on storage."""
+        if effect.attempt == 1:
+            return None
+        return self._storage.presign(artifact_key(effect.job_id, RESUME_CHECKPOINT), "GET", self._token_ttl)
+
+    def _weights_url(self, job: Job) -> str | None:
+        """The api checked at submit that the weights are the job's project's and exist."""
+        spec = job.spec
+        if not isinstance(spec, TimmSpec | UltralyticsSpec) or spec.weights is None:
+            return None
+        return self._storage.presign(weights_key(spec.weights), "GET", self._token_ttl)

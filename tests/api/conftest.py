@@ -125,20 +125,55 @@ async def upload_dataset(
 
 
 @pytest.fixture
-async def dataset(project: Project) -> str:
+async def dataset(project: Project, js: JetStreamContext) -> str:
     response = await upload_dataset(project.client)
     assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await validated(js, project, response.json()))["id"])
 
 
 @pytest.fixture
-async def yolo_dataset(project: Project, tmp_path: Path) -> str:
+async def yolo_dataset(project: Project, tmp_path: Path, js: JetStreamContext) -> str:
     from vtp.synthetic import make_yolo_detect_archive
 
     archive = make_yolo_detect_archive(tmp_path, train=2, val=1, size=32)
     response = await upload_dataset(project.client, archive.read_bytes(), format="yolo-detect")
     assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await validated(js, project, response.json()))["id"])
+
+
+READY = {
+    "status": "READY",
+    "content_hash": "sha256:" + "ab" * 32,
+    "summary": {"classes": ["circle", "square"], "splits": {"train": {"images": 2}, "val": {"images": 2}}},
+    "problems": [],
+    "problem_count": 0,
+}
+
+
+async def validated(
+    js: JetStreamContext, project: Project, dataset: dict[str, Any], failed: str | None = None, **verdict: Any
+) -> dict[str, Any]:
+    """Play the scheduler for the dataset's validation job: it succeeds with the verdict (`READY` changed by
+    `verdict`) as its metrics, or fails with the reason `failed`. The dataset once the api has followed."""
+    job = {"id": dataset["validation_job_id"], "trace_id": "1" * 32, "name": f"validate {dataset['name']}"}
+    validation = Scheduler(js, job, project.id)
+    spec = {"framework": "validation", "task": "validate", "model": "dataset", "limits": {}}
+    await validation.emit(EventType.SUBMITTED, JobState.PENDING, name=job["name"], spec=spec, pool="local")
+    await validation.emit(EventType.QUEUED, JobState.QUEUED, pool="local")
+    await validation.emit(EventType.RUNNING, JobState.RUNNING)
+    if failed is None:
+        await validation.emit(EventType.SUCCEEDED, JobState.SUCCEEDED, metrics={**READY, **verdict})
+    else:
+        await validation.emit(EventType.FAILED, JobState.FAILED, reason=failed)
+    shown: dict[str, Any] = {}
+
+    async def settled() -> bool:
+        nonlocal shown
+        shown = (await project.client.get(f"/v1/datasets/{dataset['id']}")).json()
+        return bool(shown["status"] != "VALIDATING")
+
+    await eventually(settled)
+    return shown
 
 
 # No runner serves this pool: should a scheduler run later in the session (e2e), these jobs never train.

@@ -4,6 +4,7 @@ server."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 import threading
 from collections.abc import Iterator
@@ -33,7 +34,9 @@ class FakeApi(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         type(self).seen.append((self.command, self.path, dict(self.headers), body))
-        if self.headers.get("Authorization") != f"Bearer {KEY}":
+        # Signed storage URLs (`/storage/...`) carry their own signature, never the API key.
+        signed = self.path.startswith("/storage/")
+        if not signed and self.headers.get("Authorization") != f"Bearer {KEY}":
             status, content_type, payload = 401, "application/json", b'{"error":"unauthorized","detail":null}'
         else:
             route = self.routes.get((self.command, self.path.split("?")[0]))
@@ -44,7 +47,7 @@ class FakeApi(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = _answer
+    do_GET = do_POST = do_PUT = _answer
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -261,21 +264,61 @@ def test_train_watch_submits_a_yolo_job_and_follows_it(
     assert "mAP50-95 0.2500" in out
 
 
-def test_upload_zips_a_folder_and_sends_multipart(
+def dataset(status: str, **fields: Any) -> dict[str, Any]:
+    shown = {"id": "d1", "name": "shapes", "version": 2, "status": status, "problems": [], "problem_count": 0}
+    return shown | fields
+
+
+def signed_upload(api: type[FakeApi], validated: dict[str, Any]) -> None:
+    """The answers to an upload through a signed URL (on the fake itself), then the dataset validated."""
+    storage_url = f"{os.environ['VTP_API_URL']}/storage/u1?signature=s"
+    ticket = {"upload_id": "u1", "url": storage_url, "max_bytes": 10**6, "expires_at": "2030-01-01T00:00:00Z"}
+    api.routes[("POST", "/v1/datasets/uploads")] = as_json(201, ticket)
+    api.routes[("PUT", "/storage/u1")] = as_json(201, {"key": "uploads/p/u1", "size": 1})
+    api.routes[("POST", "/v1/datasets")] = as_json(201, dataset("VALIDATING", created=True))
+    api.routes[("GET", "/v1/datasets/d1")] = as_json(200, validated)
+
+
+def test_upload_zips_a_folder_puts_it_to_its_upload_url_and_waits_until_ready(
     api: type[FakeApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    api.routes[("POST", "/v1/datasets")] = as_json(201, {"id": "d1", "name": "shapes"})
-    folder = tmp_path / "shapes"
+    summary = {
+        "classes": ["circle"],
+        "splits": {"train": {"images": 1, "images_per_class": {"circle": 1}}, "val": {"images": 0}},
+    }
+    signed_upload(api, dataset("READY", summary=summary))
+    folder = tmp_path / "my shapes"
     (folder / "train" / "circle").mkdir(parents=True)
     (folder / "train" / "circle" / "0.png").write_bytes(b"not really a png")
     assert main(["datasets", "upload", str(folder)]) == 0
-    _, _, headers, body = api.seen[-1]
-    assert headers["Content-Type"].startswith("multipart/form-data")
-    assert b'name="name"\r\n\r\nshapes' in body
-    assert b'name="format"\r\n\r\nimagefolder' in body
-    assert b'filename="shapes.zip"' in body
-    assert b"train/circle/0.png" in body  # the zip's central directory names the file
-    assert "uploaded dataset d1" in capsys.readouterr().out
+    requests = {(method, path.split("?")[0]): (headers, body) for method, path, headers, body in api.seen}
+    headers, archive = requests[("PUT", "/storage/u1")]
+    assert "Authorization" not in headers
+    assert b"train/circle/0.png" in archive  # the zip's central directory names the file
+    _, finalize = requests[("POST", "/v1/datasets")]
+    assert json.loads(finalize) == {
+        "name": "my-shapes",
+        "format": "imagefolder",
+        "upload_id": "u1",
+        "filename": "my shapes.zip",
+    }
+    out = capsys.readouterr().out
+    assert "uploaded dataset shapes:2 (d1)" in out
+    assert "dataset shapes:2 (d1) is READY" in out
+    assert "train: 1 images" in out
+
+
+def test_a_rejected_upload_prints_its_first_problems_and_exits_1(
+    api: type[FakeApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    problems = [{"file": "labels/train/0.txt", "line": 2, "message": "class id 7 is out of range"}]
+    signed_upload(api, dataset("REJECTED", problems=problems, problem_count=1))
+    archive = tmp_path / "shapes.zip"
+    archive.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    assert main(["datasets", "upload", str(archive), "--format", "yolo-detect"]) == 1
+    out = capsys.readouterr().out
+    assert "is REJECTED" in out
+    assert "labels/train/0.txt:2: class id 7 is out of range" in out
 
 
 def test_events_print_until_the_terminal_event(

@@ -13,7 +13,7 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from services.common.nats import STREAMS, connect
-from tests.e2e.helpers import FAST_TIMERS, Platform, upload_dataset
+from tests.e2e.helpers import FAST_TIMERS, SMALL_VALIDATION_LIMITS, Platform, upload_dataset
 from vtp.embedded.nats_server import NatsServer
 from vtp.embedded.ports import free_port
 from vtp.launch import launch
@@ -39,6 +39,7 @@ def platform(
     env = {
         **os.environ,
         **FAST_TIMERS,
+        **SMALL_VALIDATION_LIMITS,
         "NATS_URL": nats_server.url,
         "NATS_MONITOR_URL": nats_server.monitor_url,
         "DATABASE_URL": database_url_for("vtp_e2e"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from vtp.client import SseEvent, parse_sse
 from vtp.launch import LaunchedPlatform
@@ -24,6 +26,11 @@ FAST_TIMERS = {
 }
 
 
+# Archives may unpack to 16 MiB here (20 GiB by default), so a size bomb stays small. Every other e2e dataset
+# is far below it.
+SMALL_VALIDATION_LIMITS = {"VTP_VALIDATION_MAX_BYTES": str(16 * 1024 * 1024)}
+
+
 @dataclass
 class Platform(LaunchedPlatform):
     def client(self, key: str | None = None) -> httpx.Client:
@@ -33,15 +40,27 @@ class Platform(LaunchedPlatform):
 
 
 def upload_dataset(platform: Platform, archive: Path, dataset_format: str) -> str:
-    """Upload an archive as a dataset; its id."""
+    """Upload an archive as a dataset and wait until its validation made it READY; its id."""
     with platform.client() as client, archive.open("rb") as file:
         response = client.post(
             "/v1/datasets",
             data={"name": archive.stem, "format": dataset_format},
             files={"file": (archive.name, file, "application/zip")},
         )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+        assert response.status_code in (200, 201), response.text
+        dataset = validated(client, response.json())
+    assert dataset["status"] == "READY", dataset
+    return str(dataset["id"])
+
+
+def validated(client: httpx.Client, dataset: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    """The dataset once its validation job has ended."""
+    deadline = time.monotonic() + timeout
+    while dataset["status"] == "VALIDATING":
+        assert time.monotonic() < deadline, f"dataset {dataset['id']} still VALIDATING after {timeout:.0f} s"
+        time.sleep(0.2)
+        dataset = client.get(f"/v1/datasets/{dataset['id']}").json()
+    return dataset
 
 
 def submit(platform: Platform, body: dict, key: str | None = None) -> dict:
@@ -73,3 +92,29 @@ def sse_events(
     with client.stream("GET", path, headers=headers, timeout=httpx.Timeout(timeout)) as response:
         assert response.status_code == 200, response.read()
         yield from parse_sse(response.iter_lines())
+
+
+def trainer_processes(job_id: str, attempt: int, framework: str = "timm") -> list[psutil.Process]:
+    """The trainer processes (`python -m trainers.<framework>`) of one attempt of a job."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if f"trainers.{framework}" not in " ".join(process.info["cmdline"] or []):
+                continue
+            environ = process.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if environ.get("VTP_JOB_ID") == job_id and environ.get("VTP_ATTEMPT") == str(attempt):
+            found.append(process)
+    return found
+
+
+def wait_for_trainer(
+    job_id: str, attempt: int, framework: str = "timm", timeout: float = 60
+) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if processes := trainer_processes(job_id, attempt, framework):
+            return processes[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no trainer process for job {job_id} attempt {attempt}")

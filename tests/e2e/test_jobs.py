@@ -5,40 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.e2e.helpers import Platform, SseEvent, job_request, sse_events, submit
+from tests.e2e.helpers import Platform, SseEvent, job_request, sse_events, submit, wait_for_trainer
 
 TERMINAL = {"job.succeeded", "job.failed", "job.cancelled"}
-
-
-def trainer_processes(job_id: str, attempt: int | None = None) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        try:
-            if "trainers.timm" not in " ".join(process.info["cmdline"] or []):
-                continue
-            environ = process.environ()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if environ.get("VTP_JOB_ID") == job_id and (
-            attempt is None or environ.get("VTP_ATTEMPT") == str(attempt)
-        ):
-            found.append(process)
-    return found
-
-
-def wait_for_trainer(job_id: str, attempt: int, timeout: float = 60) -> psutil.Process:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if processes := trainer_processes(job_id, attempt):
-            return processes[0]
-        time.sleep(0.1)
-    raise AssertionError(f"no trainer process for job {job_id} attempt {attempt}")
 
 
 def events_until(

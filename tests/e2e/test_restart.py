@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.helpers import job_request, sse_events
+from tests.e2e.helpers import job_request, sse_events, validated
 from vtp.embedded.ports import free_port
 from vtp.launch import LaunchedPlatform, launch
 
@@ -30,9 +30,10 @@ def test_restart_on_the_same_data_dir_keeps_jobs_events_and_key(session_dir: Pat
         key = platform.key
         client = httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {key}"})
         with archive.open("rb") as file:
-            dataset = client.post(
+            uploaded = client.post(
                 "/v1/datasets", data={"name": "r", "format": "imagefolder"}, files={"file": ("r.zip", file)}
-            ).json()["id"]
+            ).json()
+        dataset = validated(client, uploaded)["id"]
         # A pool nobody serves: the job waits QUEUED across the restart.
         job = client.post("/v1/jobs", json=job_request(dataset, pool="nobody-serves-this")).json()
         deadline = time.monotonic() + 30

@@ -68,7 +68,7 @@ async def test_valid_callbacks_land_as_reports(events_service, js):
     before = datetime.now(UTC)
 
     assert (await post(events_service.url, "heartbeat", token)).json() == {"stop": False, "reason": None}
-    progress = {"epoch": 1, "epochs": 3, "metrics": {"train_loss": 0.5, "val_accuracy": 0.75}}
+    progress = {"epoch": 3, "epochs": 3, "metrics": {"train_loss": 0.5}, "resumed_from_epoch": 2}
     assert (await post(events_service.url, "progress", token, progress)).status_code == 202
     assert (
         await post(events_service.url, "log", token, {"level": "warning", "message": "hi"})
@@ -88,7 +88,8 @@ async def test_valid_callbacks_land_as_reports(events_service, js):
         assert before <= report.time <= datetime.now(UTC)
         assert report.time.tzinfo is not None
     assert isinstance(found[1][1], ProgressReport)
-    assert found[1][1].metrics == {"train_loss": 0.5, "val_accuracy": 0.75}
+    assert found[1][1].metrics == {"train_loss": 0.5}
+    assert found[1][1].resumed_from_epoch == 2
     assert isinstance(found[2][1], LogReport)
     assert found[2][1].level == "warning"
     assert isinstance(found[3][1], DoneReport)

@@ -114,3 +114,16 @@ async def test_uploads_have_a_size_limit(signer, events_service):
         streamed = await client.put(signer.sign(object_key, "PUT", 60), content=chunks())
         assert streamed.status_code == 413
         assert (await client.get(signer.sign(object_key, "GET", 60))).status_code == 404
+
+
+async def test_an_upload_url_can_carry_a_size_limit_of_its_own(signer):
+    object_key = key()
+    url = signer.sign(object_key, "PUT", 60, max_bytes=100)
+    async with httpx.AsyncClient() as client:
+        assert (await client.put(url, content=b"x" * 101)).status_code == 413
+        raised = with_query(url, max_bytes="1000000")
+        assert (await client.put(raised, content=b"x" * 101)).status_code == 403
+        dropped = url.replace("max_bytes=100&", "")
+        assert (await client.put(dropped, content=b"x" * 101)).status_code == 403
+        assert (await client.put(url, content=b"x" * 100)).status_code == 201
+        assert (await client.get(signer.sign(object_key, "GET", 60))).content == b"x" * 100

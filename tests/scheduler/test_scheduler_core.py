@@ -164,6 +164,12 @@ def test_progress_log_artifact_events_carry_their_payloads() -> None:
     assert all(e.state == JobState.RUNNING for e in (*p.events, *lg.events, *a.events))
 
 
+def test_a_resumed_attempts_progress_says_where_it_resumed() -> None:
+    report = progress("j1", time=2).model_copy(update={"epoch": 3, "epochs": 4, "resumed_from_epoch": 2})
+    [event] = decide(running(), report, POLICY).events
+    assert event.payload == {"epoch": 3, "epochs": 4, "metrics": {"loss": 0.5}, "resumed_from_epoch": 2}
+
+
 def test_done_succeeded_finishes_the_job_with_metrics() -> None:
     decision = decide(running(), done("j1", "succeeded", time=9), POLICY)
     assert types(decision) == ["job.succeeded"]

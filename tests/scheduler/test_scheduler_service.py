@@ -56,6 +56,28 @@ async def test_submit_yields_submitted_queued_and_one_verifiable_dispatch(
     assert dispatch.traceparent.startswith(f"00-{command.trace_id}-")
     claims = tokens.verify(callback_keys[1].read_text(), dispatch.callback_token)
     assert (claims.job_id, claims.attempt) == (command.job_id, 1)
+    assert dispatch.weights_url is None  # the spec names no starting weights
+
+
+@pytest.mark.parametrize(
+    ("weights", "key"),
+    [
+        ("ab" * 16, f"models/{'ab' * 16}/weights.pt"),
+        (f"job:{'cd' * 16}/best.pt", f"jobs/{'cd' * 16}/artifacts/best.pt"),
+    ],
+)
+async def test_a_dispatch_signs_the_starting_weights_the_spec_names(
+    start_scheduler, js: JetStreamContext, weights: str, key: str
+) -> None:
+    await start_scheduler()
+    pool = new_pool()
+    command = submit(pool=pool)
+    command = command.model_copy(update={"spec": command.spec.model_copy(update={"weights": weights})})
+    await publish(js, subjects.SUBMIT_JOB, command, msg_id=command.job_id)
+    [dispatch] = await dispatched(js, pool, 1)
+    assert dispatch.spec.weights == weights  # type: ignore[union-attr]
+    assert dispatch.weights_url is not None
+    assert f"/v1/storage/{key}?method=GET" in dispatch.weights_url
 
 
 async def test_crash_between_publish_and_commit_duplicates_nothing_and_loses_nothing(
@@ -166,7 +188,12 @@ async def test_heartbeat_timeout_retries_and_fails_with_reason_then_replays(
     assert events[3].payload["next_attempt"] == 2
     assert events[4].attempt == 2
     assert events[-1].payload == {"reason": "no heartbeat for 0.3 s"}
-    assert [d.attempt for d in await dispatched(js, pool, 2)] == [1, 2]
+    first, retry = await dispatched(js, pool, 2)
+    assert [first.attempt, retry.attempt] == [1, 2]
+    # The retry may resume from the job's last checkpoint; the first attempt has none to resume.
+    assert first.resume_url is None
+    assert retry.resume_url is not None
+    assert f"/v1/storage/jobs/{job_id}/artifacts/last.pt?method=GET" in retry.resume_url
 
     # Deterministic replay: the recorded inputs give back exactly the stored events.
     recorded = await load_inputs(scheduler_settings, job_id)

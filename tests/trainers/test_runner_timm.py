@@ -18,8 +18,9 @@ import torch
 from contracts import subjects
 from contracts.dispatch import DispatchJob
 from contracts.jobs import Hyperparameters, TimmSpec
-from contracts.reports import ArtifactReport, DoneReport, ProgressReport
+from contracts.reports import ArtifactReport, DoneReport, LogReport, ProgressReport
 from services.common import nats as common_nats
+from services.common import storage
 from services.events.testing import stored_reports
 from tests.trainers.job_events import publish_cancelled
 from trainers import jsz
@@ -92,8 +93,10 @@ async def test_runner_trains_timm_and_reports_per_epoch(platform, js, pool):
     assert [(p.epoch, p.epochs) for p in progress] == [(1, 2), (2, 2)]
     for report in progress:
         assert set(report.metrics) == {"train_loss", "val_loss", "val_accuracy"}
-    artifacts = {a.name: a for a in of_kind(found, ArtifactReport)}
-    assert set(artifacts) == {"model.pt", "classes.json"}
+    artifact_reports = of_kind(found, ArtifactReport)
+    # last.pt (model, optimizer, epoch: what a retry resumes from) after every epoch, then the results.
+    assert [a.name for a in artifact_reports] == ["last.pt", "last.pt", "model.pt", "classes.json"]
+    artifacts = {a.name: a for a in artifact_reports}
     [done] = of_kind(found, DoneReport)
     assert done.status == "succeeded"
     assert done.metrics["epochs"] == 2
@@ -106,6 +109,29 @@ async def test_runner_trains_timm_and_reports_per_epoch(platform, js, pool):
     model = timm.create_model("resnet18", pretrained=False, num_classes=len(classes))
     model.load_state_dict(torch.load(model_path))
     assert lag(platform, pool) == 0  # acked
+
+
+async def test_a_retry_with_no_checkpoint_to_resume_starts_at_epoch_1_and_says_so(platform, js, pool):
+    job = dispatch(platform, pool, epochs=1, image_size=32)
+    job = job.model_copy(
+        update={
+            "attempt": 2,
+            "callback_token": platform.token(job.job_id, attempt=2),
+            # Attempt 1 died before it finished an epoch: the job has no last.pt, its URL answers 404.
+            "resume_url": platform.signer.sign(storage.artifact_key(job.job_id, "last.pt"), "GET", 600),
+        }
+    )
+    await publish(js, job)
+    runner = await start_runner(platform, pool)
+    assert await asyncio.wait_for(runner.wait(), 120) == 0
+
+    found = await stored_reports(js, job.job_id)
+    assert [(r.level, r.message) for r in of_kind(found, LogReport)] == [
+        ("warning", "not resuming: no earlier attempt finished an epoch (no last.pt); starting at epoch 1")
+    ]
+    assert [(p.epoch, p.resumed_from_epoch) for p in of_kind(found, ProgressReport)] == [(1, None)]
+    [done] = of_kind(found, DoneReport)
+    assert done.status == "succeeded"
 
 
 async def test_cancel_stops_the_trainer_between_batches(platform, js, pool):
@@ -125,7 +151,8 @@ async def test_cancel_stops_the_trainer_between_batches(platform, js, pool):
     assert done.status == "cancelled"
     assert done.reason == "job is CANCELLED"
     assert len(of_kind(found, ProgressReport)) < 200
-    assert of_kind(found, ArtifactReport) == []
+    # Only the checkpoints of the epochs it finished: no model.pt of a cancelled job.
+    assert {a.name for a in of_kind(found, ArtifactReport)} == {"last.pt"}
     assert lag(platform, pool) == 0
 
 

@@ -11,6 +11,7 @@ import subprocess
 import tarfile
 import time
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from trainers.callbacks import CallbackClient, CallbackError
 from trainers.datasets import UnsafeArchive, safe_extract
 from trainers.env import TrainerEnv
 from trainers.pool import Pool, PoolSettings, runners_to_start
+from trainers.resume import Progress
 from trainers.runner import exit_reason, trainer_environ
 from vtp.embedded.ports import free_port
 from vtp.synthetic import make_imagefolder_archive
@@ -38,6 +40,8 @@ def trainer_env() -> TrainerEnv:
         dataset_url="http://events/v1/storage/datasets/d/x.zip?sig",
         dataset_format="imagefolder",
         heartbeat_interval=5.0,
+        resume_url="http://events/v1/storage/jobs/j1/artifacts/last.pt?sig",
+        weights_url="http://events/v1/storage/models/m1/weights.pt?sig",
         traceparent="00-aa-bb-01",
     )
 
@@ -227,3 +231,46 @@ def test_callback_client_does_not_retry_a_refusal(platform):
             client.progress(1, 2, {})
     assert refused.value.status_code == 401
     assert "not-a-token" not in str(refused.value)
+
+
+class RecordingClient:
+    """What a trainer's `Progress` sends, recorded; uploads fail when asked to."""
+
+    def __init__(self, upload_fails: bool = False) -> None:
+        self.sent: list[tuple] = []
+        self.upload_fails = upload_fails
+
+    def progress(self, epoch, epochs, metrics, resumed_from_epoch=None):
+        self.sent.append(("progress", epoch, resumed_from_epoch))
+
+    def log(self, message, level="info"):
+        self.sent.append(("log", level, message))
+
+    def upload_artifact(self, path, name):
+        if self.upload_fails:
+            raise CallbackError("upload of last.pt failed after 6 tries: status 503")
+        self.sent.append(("artifact", name))
+
+
+def test_a_resumed_attempt_says_where_it_resumed_once():
+    client = RecordingClient()
+    progress = Progress(client)  # type: ignore[arg-type]
+    progress.resumed(2, 4)
+    for epoch in (3, 4):
+        progress.checkpoint(Path("last.pt"))
+        progress(epoch, 4, {})
+    assert client.sent == [
+        ("log", "info", "resumed from epoch 2 of 4 (last.pt of an earlier attempt)"),
+        ("artifact", "last.pt"),
+        ("progress", 3, 2),
+        ("artifact", "last.pt"),
+        ("progress", 4, None),
+    ]
+
+
+def test_a_checkpoint_that_does_not_get_through_does_not_stop_training():
+    client = RecordingClient(upload_fails=True)
+    progress = Progress(client)  # type: ignore[arg-type]
+    progress.checkpoint(Path("last.pt"))
+    progress(1, 2, {})
+    assert client.sent == [("progress", 1, None)]

@@ -199,7 +199,7 @@ async def test_a_dataset_of_the_wrong_format_fails_the_job(platform, js):
 
 
 NO_NETWORK = """
-import json, socket, sys, threading
+import json, shutil, socket, sys, threading
 from pathlib import Path
 
 attempts = []
@@ -234,25 +234,64 @@ work = Path(sys.argv[1])
 offline.prepare(work / "config")
 offline.configure()
 from trainers.ultralytics import training
+from trainers.ultralytics.resume import NotResumable, read_resume_point
 from contracts.ultralytics import UltralyticsSpec
 
 spec = UltralyticsSpec(framework="ultralytics", task="detect", model="yolov8n.yaml",
-                       hyperparameters={"epochs": 1, "imgsz": 32, "batch": 8})
-epochs = []
-outcome = training.train(spec, data.yolo_data(work / "dataset"), work / "runs", threading.Event(),
-                         lambda epoch, total, metrics: epochs.append(epoch))
-best = (outcome.save_dir / "weights" / "best.pt").is_file()
+                       hyperparameters={"epochs": 2, "imgsz": 32, "batch": 8})
+dataset = data.yolo_data(work / "dataset")
+epochs, checkpoints = [], []
+keep = lambda path: checkpoints.append(shutil.copy(path, work / f"checkpoint{len(checkpoints) + 1}.pt"))
+outcome = training.train(spec, dataset, work / "runs", threading.Event(),
+                         lambda epoch, total, metrics: epochs.append(epoch), on_checkpoint=keep)
+try:
+    read_resume_point(outcome.save_dir / "weights" / "last.pt")
+except NotResumable as exc:
+    final = str(exc)
+point = read_resume_point(Path(checkpoints[0]))
+resumed_epochs = []
+resumed = training.train(spec, dataset, work / "resumed", threading.Event(),
+                         lambda epoch, total, metrics: resumed_epochs.append(epoch), resume=point)
+# Starting weights: the first run's best.pt is in the model before its first step.
+import torch
+from ultralytics.utils.callbacks.base import default_callbacks
+from ultralytics.utils.patches import torch_load
+
+before_first_step = []
+default_callbacks["on_train_start"].append(
+    lambda trainer: before_first_step.append(trainer.model.model[0].conv.weight.detach().cpu().clone()))
+best = outcome.save_dir / "weights" / "best.pt"
+one_epoch = spec.model_copy(update={"hyperparameters": {**spec.hyperparameters, "epochs": 1}})
+training.train(one_epoch, dataset, work / "from-weights", threading.Event(), lambda *report: None,
+               weights=best)
+given = torch_load(best, map_location="cpu")["model"].model[0].conv.weight.float()
 during = list(attempts)
 try:  # the guard itself works
     socket.getaddrinfo("example.com", 443)
 except OSError:
     pass
-print(json.dumps({"attempts": during, "epochs": epochs, "best": best, "guarded": attempts[len(during):]}))
+print(json.dumps({
+    "attempts": during,
+    "epochs": epochs,
+    "best": (outcome.save_dir / "weights" / "best.pt").is_file(),
+    "checkpoints": len(checkpoints),
+    "final_last_pt": final,
+    "resumed_from": [point.epoch, point.epochs],
+    "resumed_epochs": resumed_epochs,
+    "resumed_done": resumed.epochs_done,
+    "resumed_best": (resumed.save_dir / "weights" / "best.pt").is_file(),
+    "resumed_results": len((resumed.save_dir / "results.csv").read_text().splitlines()),
+    "starts_from_weights": torch.equal(before_first_step[0], given),
+    "guarded": attempts[len(during):],
+}))
 """
 
 
-def test_training_touches_no_network(yolo_datasets, tmp_path):
-    """Every non-loopback connect or name lookup in the trainer process is refused and recorded."""
+def test_training_and_resuming_touch_no_network(yolo_datasets, tmp_path):
+    """Every non-loopback connect or name lookup in the trainer process is refused and recorded, while it
+    trains 2 epochs (a checkpoint after the first), then resumes from that checkpoint: epoch 2 again, in a
+    run folder of its own that ends with best.pt and the results of both epochs; then trains from the first
+    run's best.pt as starting weights: they are the model's before its first step."""
     with zipfile.ZipFile(yolo_datasets["yolo-detect"].archive) as zf:
         zf.extractall(tmp_path / "dataset")
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
@@ -265,5 +304,18 @@ def test_training_touches_no_network(yolo_datasets, tmp_path):
         check=True,
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"attempts": [], "epochs": [1], "best": True, "guarded": ["getaddrinfo example.com"]}
+    assert report == {
+        "attempts": [],
+        "epochs": [1, 2],
+        "best": True,
+        "checkpoints": 1,  # the final epoch's last.pt is uploaded at the end, its optimizer stripped
+        "final_last_pt": "holds no training state",
+        "resumed_from": [1, 2],
+        "resumed_epochs": [2],
+        "resumed_done": 2,
+        "resumed_best": True,
+        "resumed_results": 3,  # header, epoch 1 from the checkpoint, epoch 2
+        "starts_from_weights": True,
+        "guarded": ["getaddrinfo example.com"],
+    }
     assert (tmp_path / "config" / "Ultralytics" / "settings.json").is_file()

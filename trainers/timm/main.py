@@ -1,5 +1,6 @@
-"""`python -m trainers.timm`: read the trainer environment, fetch the dataset, train, upload `model.pt`
-(a plain state_dict) and `classes.json`, report done. Exit 0 when succeeded or cancelled, 1 on failure."""
+"""`python -m trainers.timm`: read the trainer environment, fetch the dataset (and on a retry the job's last
+checkpoint, to resume from), train, upload `last.pt` after every epoch, then `model.pt` (a plain
+state_dict) and `classes.json`, report done. Exit 0 when succeeded or cancelled, 1 on failure."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -18,6 +20,11 @@ from trainers.callbacks import CallbackClient, CallbackError
 from trainers.datasets import download, safe_extract
 from trainers.env import TrainerEnv
 from trainers.heartbeat import Heartbeat
+from trainers.resume import Progress, resume_point
+from trainers.weights import fetch_weights
+
+if TYPE_CHECKING:  # imported at run time only once the job is known to be runnable
+    import torch
 
 log = logging.getLogger("trainers.timm")
 
@@ -35,7 +42,7 @@ def run(env: TrainerEnv[TimmSpec], client: CallbackClient, heartbeat: Heartbeat,
     # Imported only now: a job that cannot run fails fast, without paying for torch.
     import torch
 
-    from trainers.timm import training
+    from trainers.timm import checkpoint, training
 
     training.configure_threads()
     archive = download(env.dataset_url, work / "dataset.archive")
@@ -43,12 +50,19 @@ def run(env: TrainerEnv[TimmSpec], client: CallbackClient, heartbeat: Heartbeat,
     archive.unlink()
     if heartbeat.stop_requested.is_set():
         return Result("cancelled", heartbeat.stop_reason)
-
-    def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        log.info("epoch %d/%d %s", epoch, epochs, metrics)
-        client.progress(epoch, epochs, metrics)
-
-    outcome = training.train(env.spec, root, heartbeat.stop_requested, on_epoch)
+    progress = Progress(client)
+    resume = resume_point(env, progress, work / "resume.pt", lambda path: checkpoint.read(path, env.spec))
+    weights = None if resume is not None else _starting_weights(env, progress, work)
+    last = work / "last.pt"
+    outcome = training.train(
+        env.spec,
+        root,
+        heartbeat.stop_requested,
+        progress,
+        resume=resume,
+        weights=weights,
+        on_checkpoint=lambda reached: progress.checkpoint(reached.save(last)),
+    )
     if outcome.stopped:
         return Result("cancelled", heartbeat.stop_reason, {"epochs": outcome.epochs_done})
     model_path, classes_path = work / "model.pt", work / "classes.json"
@@ -57,6 +71,15 @@ def run(env: TrainerEnv[TimmSpec], client: CallbackClient, heartbeat: Heartbeat,
     client.upload_artifact(model_path, "model.pt")
     client.upload_artifact(classes_path, "classes.json")
     return Result("succeeded", metrics={**outcome.metrics, "epochs": outcome.epochs_done})
+
+
+def _starting_weights(
+    env: TrainerEnv[TimmSpec], progress: Progress, work: Path
+) -> dict[str, torch.Tensor] | None:
+    from trainers.timm.weights import read_weights
+
+    path = fetch_weights(env, progress, work / "weights.pt")
+    return None if path is None else read_weights(path)
 
 
 def main() -> int:

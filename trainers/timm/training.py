@@ -1,5 +1,6 @@
-"""The training loop: an imagefolder dataset, a timm model, per-epoch metrics, a stop flag checked between
-batches. No callbacks here: `on_epoch` and `should_stop` come from the caller."""
+"""The training loop: an imagefolder dataset, a timm model, per-epoch metrics and checkpoints, a stop flag
+checked between batches, and resuming from a checkpoint. No callbacks here: `on_epoch`, `on_checkpoint` and
+`stop` come from the caller."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from contracts.jobs import TimmSpec
+from trainers.timm.checkpoint import Checkpoint
+from trainers.timm.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,9 @@ def configure_threads() -> None:
         pass
 
 
-def _loaders(root: Path, image_size: int, batch_size: int) -> tuple[DataLoader, DataLoader, list[str]]:
+def _loaders(
+    root: Path, image_size: int, batch_size: int, shuffle: torch.Generator
+) -> tuple[DataLoader, DataLoader, list[str]]:
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise FileNotFoundError("the dataset has no train/ folder (imagefolder layout: train/<class>/*.png)")
@@ -66,9 +71,8 @@ def _loaders(root: Path, image_size: int, batch_size: int) -> tuple[DataLoader, 
         raise ValueError(f"val classes {val_set.classes} differ from train classes {train_set.classes}")
     if len(train_set.classes) < 2:
         raise ValueError("a classification dataset needs at least two classes")
-    generator = torch.Generator().manual_seed(0)
     train_loader = DataLoader(
-        train_set, batch_size=batch_size, shuffle=True, generator=generator, num_workers=0
+        train_set, batch_size=batch_size, shuffle=True, generator=shuffle, num_workers=0
     )
     val_loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=0)
     return train_loader, val_loader, list(train_set.classes)
@@ -87,19 +91,49 @@ def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tup
     return loss_sum / max(seen, 1), correct / max(seen, 1)
 
 
+def _restore(
+    checkpoint: Checkpoint,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+    outcome: Outcome,
+) -> None:
+    if checkpoint.classes != outcome.classes:
+        raise ValueError(
+            f"the checkpoint's classes {checkpoint.classes} differ from the dataset's {outcome.classes}"
+        )
+    model.load_state_dict(checkpoint.model_state)
+    optimizer.load_state_dict(checkpoint.optimizer_state)
+    torch.set_rng_state(checkpoint.rng_state)
+    shuffle.set_state(checkpoint.shuffle_state)
+    outcome.epochs_done = checkpoint.epoch
+    outcome.metrics = dict(checkpoint.metrics)
+
+
 def train(
     spec: TimmSpec,
     dataset_root: Path,
     stop: threading.Event,
     on_epoch: Callable[[int, int, dict[str, float]], None],
+    *,
+    resume: Checkpoint | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
 ) -> Outcome:
+    """Train `spec` from a random initialisation or from `weights`, or go on from `resume` (its epoch + 1 to
+    the end). `on_checkpoint` gets each finished epoch's checkpoint before `on_epoch` hears of the epoch."""
     hp = spec.hyperparameters
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    train_loader, val_loader, classes = _loaders(dataset_root, hp.image_size, hp.batch_size)
+    shuffle = torch.Generator().manual_seed(0)
+    train_loader, val_loader, classes = _loaders(dataset_root, hp.image_size, hp.batch_size, shuffle)
     model = timm.create_model(spec.model, pretrained=False, num_classes=len(classes)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate)
     outcome = Outcome(classes=classes)
+    if resume is not None:
+        _restore(resume, model, optimizer, shuffle, outcome)
+    elif weights is not None:
+        load_weights(model, weights)
     log.info(
         "training %s on %s: %d classes, %d images",
         spec.model,
@@ -107,7 +141,7 @@ def train(
         len(classes),
         len(train_loader.dataset),
     )
-    for epoch in range(1, hp.epochs + 1):
+    for epoch in range(outcome.epochs_done + 1, hp.epochs + 1):
         model.train()
         loss_sum, seen = 0.0, 0
         for images, labels in train_loader:
@@ -130,6 +164,20 @@ def train(
             "val_loss": round(val_loss, 6),
             "val_accuracy": round(val_accuracy, 6),
         }
+        if on_checkpoint is not None:
+            on_checkpoint(
+                Checkpoint(
+                    model=spec.model,
+                    classes=classes,
+                    epoch=epoch,
+                    epochs=hp.epochs,
+                    metrics=outcome.metrics,
+                    model_state=model.state_dict(),
+                    optimizer_state=optimizer.state_dict(),
+                    rng_state=torch.get_rng_state(),
+                    shuffle_state=shuffle.get_state(),
+                )
+            )
         on_epoch(epoch, hp.epochs, outcome.metrics)
     outcome.state_dict = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     return outcome

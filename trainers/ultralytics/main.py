@@ -1,5 +1,6 @@
-"""`python -m trainers.ultralytics`: read the trainer environment, fetch the dataset, train a YOLO model from
-its YAML, upload `best.pt`, `last.pt`, `results.csv` and `args.yaml`, report done.
+"""`python -m trainers.ultralytics`: read the trainer environment, fetch the dataset (and on a retry the job's
+last checkpoint, to resume from), train a YOLO model from its YAML, upload `last.pt` after every epoch, then
+`best.pt`, `last.pt`, `results.csv` and `args.yaml`, report done.
 Exit 0 when succeeded or cancelled, 1 on failure."""
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from trainers.callbacks import CallbackClient, CallbackError
 from trainers.datasets import download, safe_extract
 from trainers.env import TrainerEnv
 from trainers.heartbeat import Heartbeat
+from trainers.resume import Progress, resume_point
 from trainers.ultralytics import data, offline
+from trainers.ultralytics.resume import read_resume_point
+from trainers.weights import fetch_weights
 
 log = logging.getLogger("trainers.ultralytics")
 
@@ -68,11 +72,19 @@ def run(env: TrainerEnv[UltralyticsSpec], client: CallbackClient, heartbeat: Hea
     # Imported only now: a job that cannot run fails fast, without paying for torch and Ultralytics.
     from trainers.ultralytics import training
 
-    def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        log.info("epoch %d/%d %s", epoch, epochs, metrics)
-        client.progress(epoch, epochs, metrics)
-
-    outcome = training.train(env.spec, dataset, work / "runs", heartbeat.stop_requested, on_epoch)
+    progress = Progress(client)
+    resume = resume_point(env, progress, work / "resume" / "last.pt", read_resume_point)
+    weights = None if resume is not None else fetch_weights(env, progress, work / "weights" / "weights.pt")
+    outcome = training.train(
+        env.spec,
+        dataset,
+        work / "runs",
+        heartbeat.stop_requested,
+        progress,
+        resume=resume,
+        weights=weights,
+        on_checkpoint=progress.checkpoint,
+    )
     uploaded = upload_artifacts(client, outcome.save_dir)
     log.info("uploaded %s", ", ".join(uploaded) or "nothing")
     metrics: dict[str, float | int] = {**outcome.metrics, "epochs": outcome.epochs_done}

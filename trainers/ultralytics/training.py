@@ -1,5 +1,6 @@
-"""Training with Ultralytics: the model from its YAML, our callbacks on Ultralytics' hooks, a stop flag
-checked between batches. Reports go out through `on_epoch`; nothing here knows about HTTP."""
+"""Training with Ultralytics: the model from its YAML (or a checkpoint to resume), our callbacks on
+Ultralytics' hooks, a stop flag checked between batches. Reports go out through `on_epoch` and checkpoints
+through `on_checkpoint`; nothing here knows about HTTP."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from contracts.ultralytics import UltralyticsSpec
 from trainers.ultralytics.metrics import simplify
+from trainers.ultralytics.resume import ResumePoint, seed_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,35 @@ class EpochReporter:
         self._check_stop(trainer)
 
 
+class CheckpointReporter:
+    """`last.pt` -> `on_checkpoint` after every completed epoch but the final one (the run's end uploads that
+    one anyway, its optimizer stripped by then). A stopped run's last.pt holds no completed epoch."""
+
+    def __init__(self, on_checkpoint: Callable[[Path], None], outcome: Outcome) -> None:
+        self._on_checkpoint = on_checkpoint
+        self._outcome = outcome
+
+    def register(self, model: Any) -> None:
+        model.add_callback("on_model_save", self.on_model_save)
+
+    def on_model_save(self, trainer: Any) -> None:
+        if trainer.epoch + 1 < trainer.epochs and not self._outcome.stopped:
+            self._on_checkpoint(trainer.last)
+
+
+def _resume_from(point: ResumePoint, model: Any, save_dir: Path) -> dict[str, Any]:
+    """Prepare the run folder and the model's hooks for a resumed run; the train arguments that make it one.
+    Ultralytics takes every other argument from the checkpoint, which has the job's own."""
+    seed_run_folder(point, save_dir)
+
+    def best_so_far(trainer: Any) -> None:  # after Ultralytics restored the dead attempt's best fitness
+        trainer.best_fitness = point.fitness
+
+    model.add_callback("on_pretrain_routine_end", best_so_far)
+    # Ultralytics lets a resume change only some arguments; save_dir is one, the old run's project is not.
+    return {"resume": str(point.checkpoint), "save_dir": str(save_dir)}
+
+
 def device() -> str:
     import torch
 
@@ -91,14 +122,27 @@ def train(
     project: Path,
     stop: threading.Event,
     on_epoch: Callable[[int, int, dict[str, float]], None],
+    *,
+    resume: ResumePoint | None = None,
+    weights: Path | None = None,
+    on_checkpoint: Callable[[Path], None] | None = None,
 ) -> Outcome:
-    """Train `spec.model` on `data` into `project/run`. The caller has run `offline.prepare` already."""
+    """Train `spec.model` on `data` into `project/run`, from scratch or from `weights` (an Ultralytics
+    checkpoint: what fits the model's YAML is taken), or on from `resume`. The caller has run
+    `offline.prepare` already."""
     from ultralytics import YOLO
 
     arguments = {**DEFAULTS, **spec.hyperparameters}
     outcome = Outcome(save_dir=project / RUN_NAME)
     model = YOLO(spec.model, task=spec.task)
     EpochReporter(stop, on_epoch, outcome).register(model)
+    if on_checkpoint is not None:
+        CheckpointReporter(on_checkpoint, outcome).register(model)
+    if resume is not None:
+        outcome.epochs_done = resume.epoch
+        arguments |= _resume_from(resume, model, outcome.save_dir.resolve())
+    elif weights is not None:
+        model.load(str(weights))
     log.info("training %s (%s) on %s with %s", spec.model, spec.task, device(), arguments)
     model.train(
         data=str(data),

@@ -1,9 +1,13 @@
 """`python -m trainers.validation ARCHIVE --format FMT`: validate a dataset archive and print the report as
-JSON. Exit status 0 when READY, 1 when REJECTED (2 for a usage error)."""
+JSON. Exit status 0 when READY, 1 when REJECTED (2 for a usage error).
+
+Without arguments and with a trainer environment (`VTP_JOB_SPEC`), as the runner starts every framework's
+trainer, it runs a dataset-validation job instead (`trainers.validation.job`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,5 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report.status == DatasetStatus.READY else 1
 
 
+def run_as_job() -> bool:
+    return len(sys.argv) == 1 and "VTP_JOB_SPEC" in os.environ
+
+
 if __name__ == "__main__":
+    if run_as_job():
+        from trainers.validation import job
+
+        sys.exit(job.main())
     sys.exit(main())

@@ -1,8 +1,9 @@
 """`vtp demo [--yolo]`: the platform end to end in one command.
 
 Uses the API configured for this data dir if one answers; otherwise starts `vtp up` in the background for the
-duration of the demo. Then: a small synthetic dataset, a tiny job followed live (a resnet18 classifier, or
-with `--yolo` a YOLO detector), the checkpoint downloaded, and how to load it.
+duration of the demo. Then: a small synthetic dataset (uploaded, then validated by its validation job), a tiny
+job followed live (a resnet18 classifier, or with `--yolo` a YOLO detector), the checkpoint downloaded, and
+how to load it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vtp.client import CLIENT_ENV, ApiClient, ClientConfig, CliError, ConfigError, load_config
-from vtp.commands.datasets import upload
+from vtp.commands.datasets import upload, verdict, wait_for_validation
 from vtp.embedded.ports import free_port
 from vtp.up import port_is_free
 from vtp.watch import watch_job
@@ -162,7 +163,11 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"made a synthetic {demo.dataset_format} dataset: {demo.archive}")
     with platform(data_dir, args.port) as config, ApiClient(config) as client:
         dataset = upload(client, demo.archive, f"demo-{demo.archive.stem}", demo.dataset_format)
-        print(f"uploaded dataset {dataset['id']}")
+        print(f"uploaded dataset {dataset['id']}; validating it")
+        dataset = wait_for_validation(client, dataset)
+        print("\n".join(verdict(dataset)))
+        if dataset["status"] != "READY":
+            raise CliError(f"the demo dataset is {dataset['status']}")
         job = client.submit_job(
             {"name": f"demo-{demo.job['model']}", **demo.job, "dataset": dataset["id"], "pool": "local"}
         )

@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
     submit = commands.add_parser("submit", parents=[common], help="submit a training job")
     submit.add_argument("--model", required=True, help="timm model name, e.g. resnet18")
-    submit.add_argument("--dataset", required=True, help="dataset id (see `vtp datasets list`)")
+    submit.add_argument(
+        "--dataset", required=True, help="a READY dataset: ID, NAME:VERSION or NAME (see `vtp datasets list`)"
+    )
     submit.add_argument("--framework", default="timm")
     submit.add_argument("--task", default="classify")
     submit.add_argument("--epochs", type=int)

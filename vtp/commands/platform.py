@@ -1,4 +1,5 @@
-"""Running the platform: `vtp up`, `vtp serve <part>`, `vtp migrate`, `vtp admin create-project`."""
+"""Running the platform: `vtp up`, `vtp serve <part>`, `vtp migrate`, `vtp admin create-project`,
+`vtp admin nats-config`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import importlib
 import os
+from pathlib import Path
 
 from vtp.client import CliError
 
@@ -44,6 +46,23 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     create.add_argument("name")
     create.set_defaults(handler=run_create_project)
 
+    nats_config = commands.add_parser(
+        "nats-config",
+        parents=[common],
+        help="write a NATS user per role (<user>.env) and the nats-server authorization block",
+    )
+    nats_config.add_argument(
+        "--out", type=Path, help="where to write them (default: <data-dir>/secrets/nats); kept passwords stay"
+    )
+    nats_config.add_argument(
+        "--pool",
+        action="append",
+        dest="pools",
+        metavar="POOL",
+        help="a runner user per pool (default: local)",
+    )
+    nats_config.set_defaults(handler=run_nats_config)
+
 
 def run_up(args: argparse.Namespace) -> int:
     from vtp.up import run
@@ -78,4 +97,19 @@ def run_create_project(args: argparse.Namespace) -> int:
     project_id, api_key = asyncio.run(create_project(url, args.name))
     print(f"project {project_id} ({args.name})")
     print(api_key)
+    return 0
+
+
+def run_nats_config(args: argparse.Namespace) -> int:
+    from vtp.nats_auth import NatsUsers, env_file
+
+    folder = args.out or args.data_dir / "secrets" / "nats"
+    try:
+        users = NatsUsers.ensure(folder, args.pools or ["local"])
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    config = users.write_server_config(folder)
+    print(f"nats-server authorization block: {config} (include it in the server's configuration)")
+    for role in users.roles:
+        print(f"{role.user}: {env_file(folder, role.user)}")
     return 0

@@ -27,23 +27,14 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    from services.common import nats as common_nats
+    from services.common.settings import NatsCredentials
+
     bad = [pool for pool in args.pools if not re.fullmatch(POOL_PATTERN, pool)]
     if bad:
         raise CliError(f"not a pool name: {', '.join(bad)} (expected {POOL_PATTERN})")
     url = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
-    asyncio.run(prepare(url, args.pools))
+    # Under NATS permissions only the admin user may do this (NATS_USER/NATS_PASSWORD of `admin`).
+    asyncio.run(common_nats.prepare(url, args.pools, NatsCredentials()))
     print(f"streams ready; dispatch consumers ready for: {', '.join(args.pools) or 'no pool'}")
     return 0
-
-
-async def prepare(nats_url: str, pools: list[str]) -> None:
-    from services.common import nats as common_nats
-
-    nc = await common_nats.connect(nats_url, name="vtp-pools-prepare")
-    try:
-        js = nc.jetstream()
-        await common_nats.ensure_streams(js)
-        for pool in pools:
-            await common_nats.ensure_pool_consumer(js, pool)
-    finally:
-        await nc.drain()

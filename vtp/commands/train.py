@@ -23,7 +23,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "model", metavar="MODEL.yaml", help="yolo11n.yaml (detect), yolo11n-seg.yaml, yolo11n-cls.yaml"
     )
     train.add_argument(
-        "--data", required=True, metavar="DATASET_ID", help="dataset id (see `vtp datasets list`)"
+        "--data",
+        required=True,
+        metavar="DATASET",
+        help="a READY dataset: ID, NAME:VERSION or NAME (see `vtp datasets list`)",
     )
     train.add_argument("--epochs", type=int)
     train.add_argument("--imgsz", type=int)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -43,17 +44,36 @@ class NatsServer:
                 self.process.wait()
 
 
-def start_nats_server(data_dir: Path, port: int | None = None, monitor_port: int | None = None) -> NatsServer:
-    """Start nats-server on loopback; JetStream keeps its streams in `data_dir/jetstream` across restarts."""
+def write_private(path: Path, text: str) -> None:
+    """Written 0600 (it holds passwords), replacing the file whole."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    partial.touch(mode=0o600)
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def start_nats_server(
+    data_dir: Path,
+    port: int | None = None,
+    monitor_port: int | None = None,
+    authorization: str | None = None,
+) -> NatsServer:
+    """Start nats-server on loopback; JetStream keeps its streams in `data_dir/jetstream` across restarts.
+
+    `authorization`: an `authorization { users = [...] }` block (vtp/nats_auth.py); without it, any client
+    may do anything. The monitoring endpoint (`/jsz`, read by the local pool) answers without it either way.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     monitor_port = monitor_port or free_port()
     config = data_dir / "nats-server.conf"
-    config.write_text(
+    write_private(
+        config,
         f"listen: 127.0.0.1:{port}\n"
         f"http: 127.0.0.1:{monitor_port}\n"
         f'jetstream {{ store_dir: "{data_dir / "jetstream"}" }}\n'
-        "max_payload: 8MB\n"
+        "max_payload: 8MB\n" + (authorization or ""),
     )
     log = (data_dir / "nats-server.log").open("ab")
     process = subprocess.Popen(

@@ -1,4 +1,4 @@
-"""`/v1/datasets`: upload (multipart) and read."""
+"""`/v1/datasets`: upload (multipart, or JSON naming an archive PUT to a signed upload URL) and read."""
 
 from __future__ import annotations
 
@@ -6,16 +6,27 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from services.api import service
-from services.api.deps import CurrentProject, SessionDep, SettingsDep, StorageDep
+from services.api import datasets
+from services.api.datasets import Registered
+from services.api.deps import CurrentProject, IntakeDep, SessionDep, SettingsDep
 from services.api.errors import BadRequest, InvalidField, PayloadTooLarge
-from services.api.schemas import DatasetOut, DatasetPage, ErrorOut
+from services.api.schemas import (
+    DatasetCreated,
+    DatasetFromUpload,
+    DatasetOut,
+    DatasetPage,
+    ErrorOut,
+    UploadOut,
+)
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
-# Room for the multipart framing and the small fields around the file.
+# Room for the multipart framing and the small fields around the file; also the most a JSON body may be.
 MULTIPART_OVERHEAD = 64 * 1024
 
 UPLOAD_SCHEMA = {
@@ -27,12 +38,13 @@ UPLOAD_SCHEMA = {
                     "type": "object",
                     "required": ["name", "format", "file"],
                     "properties": {
-                        "name": {"type": "string", "maxLength": 200},
-                        "format": {"type": "string", "enum": list(service.DATASET_FORMATS)},
+                        "name": {"type": "string", "maxLength": 100},
+                        "format": {"type": "string", "enum": list(datasets.DATASET_FORMATS)},
                         "file": {"type": "string", "format": "binary", "description": ".zip or .tar.gz"},
                     },
                 }
-            }
+            },
+            "application/json": {"schema": DatasetFromUpload.model_json_schema()},
         },
     }
 }
@@ -47,57 +59,92 @@ def _text_field(form: FormData, name: str, max_length: int) -> str:
     return value.strip()
 
 
+@router.post("/uploads", status_code=201, response_model=UploadOut, responses=ERRORS)
+async def request_upload(project: CurrentProject, intake: IntakeDep) -> UploadOut:
+    """A signed URL to PUT one dataset archive to (up to the dataset size limit), for archives too large to
+    send through the API: PUT the file there, then `POST /v1/datasets` with `{name, format, upload_id}`."""
+    ticket = datasets.request_upload(intake, project.id, datetime.now(UTC))
+    return UploadOut(
+        upload_id=ticket.upload_id, url=ticket.url, expires_at=ticket.expires_at, max_bytes=ticket.max_bytes
+    )
+
+
 @router.post(
     "",
     status_code=201,
-    response_model=DatasetOut,
+    response_model=DatasetCreated,
     openapi_extra=UPLOAD_SCHEMA,
-    responses={**ERRORS, 400: {"model": ErrorOut}, 413: {"model": ErrorOut}},
+    responses={**ERRORS, 200: {"model": DatasetCreated}, 400: {"model": ErrorOut}, 413: {"model": ErrorOut}},
 )
-async def upload_dataset(
-    request: Request, project: CurrentProject, session: SessionDep, storage: StorageDep, settings: SettingsDep
-) -> DatasetOut:
-    """Upload a dataset archive. `imagefolder` (classification): `train/<class>/<image>` and
+async def create_dataset(
+    request: Request, project: CurrentProject, session: SessionDep, intake: IntakeDep, settings: SettingsDep
+) -> JSONResponse:
+    """Add a dataset version: multipart (`name`, `format`, `file`), or JSON `{name, format, upload_id}` for an
+    archive PUT to an upload URL. `imagefolder` (classification): `train/<class>/<image>` and
     `val/<class>/<image>`. `yolo-detect`, `yolo-segment` (Ultralytics layout): `data.yaml`, `images/` and
-    `labels/`."""
-    # The form is parsed here, not by FastAPI, so an oversized upload is refused before it is read.
+    `labels/`. A new version (201) is VALIDATING until its validation job makes it READY or REJECTED; the same
+    archive under the same name again answers its existing version (200, `created: false`)."""
+    content_type = request.headers.get("content-type", "")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_dataset_bytes + MULTIPART_OVERHEAD:
+    limit = settings.max_dataset_bytes + MULTIPART_OVERHEAD
+    if content_type.startswith("application/json"):
+        limit = MULTIPART_OVERHEAD
+    # The body is read here, not by FastAPI, so an oversized upload is refused before it is read.
+    if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(
             f"upload is {declared} bytes; the dataset limit is {settings.max_dataset_bytes} bytes"
         )
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
-        raise BadRequest("send the dataset as multipart/form-data with fields name, format and file")
-    async with request.form(max_files=1, max_fields=10) as form:
-        name = _text_field(form, "name", 200)
-        dataset_format = _text_field(form, "format", 32)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise InvalidField(("body", "file"), "field required: the dataset archive (.zip or .tar.gz)")
-        dataset = await service.create_dataset(
-            session,
-            storage,
-            project.id,
-            name,
-            dataset_format,
-            upload.filename,
-            upload.file,
-            settings.max_dataset_bytes,
-            datetime.now(UTC),
+    now = datetime.now(UTC)
+    if content_type.startswith("application/json"):
+        body = _json_body(await request.body())
+        registered = await datasets.create_from_upload(
+            session, intake, project.id, body.name, body.format, body.upload_id, body.filename, now
         )
-        await session.commit()
-    return DatasetOut.of(dataset)
+    elif content_type.startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=10) as form:
+            name = _text_field(form, "name", 100)
+            dataset_format = _text_field(form, "format", 32)
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise InvalidField(("body", "file"), "field required: the dataset archive (.zip or .tar.gz)")
+            registered = await datasets.create_from_file(
+                session, intake, project.id, name, dataset_format, upload.filename, upload.file, now
+            )
+    else:
+        raise BadRequest(
+            "send the dataset as multipart/form-data with fields name, format and file, or as JSON "
+            "{name, format, upload_id} after a PUT to an upload URL (POST /v1/datasets/uploads)"
+        )
+    await session.commit()
+    return _created(registered)
+
+
+def _json_body(raw: bytes) -> DatasetFromUpload:
+    try:
+        return DatasetFromUpload.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+def _created(registered: Registered) -> JSONResponse:
+    body = DatasetCreated(**DatasetOut.of(registered.dataset).model_dump(), created=registered.created)
+    return JSONResponse(body.model_dump(mode="json"), status_code=201 if registered.created else 200)
 
 
 @router.get("", response_model=DatasetPage, responses=ERRORS)
 async def list_datasets(
-    project: CurrentProject, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
+    project: CurrentProject,
+    session: SessionDep,
+    name: Annotated[str | None, Query(max_length=100, description="Only this name's versions.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DatasetPage:
-    datasets = await service.list_datasets(session, project.id, limit)
-    return DatasetPage(items=[DatasetOut.of(dataset) for dataset in datasets])
+    """Newest first."""
+    found = await datasets.list_datasets(session, project.id, name, limit)
+    return DatasetPage(items=[DatasetOut.of(dataset) for dataset in found])
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut, responses=ERRORS)
-async def get_dataset(dataset_id: str, project: CurrentProject, session: SessionDep) -> DatasetOut:
-    return DatasetOut.of(await service.get_dataset(session, project.id, dataset_id))
+@router.get("/{reference}", response_model=DatasetOut, responses=ERRORS)
+async def get_dataset(reference: str, project: CurrentProject, session: SessionDep) -> DatasetOut:
+    """A dataset by id, `name:version`, or `name` (its newest version, whatever its status)."""
+    return DatasetOut.of(await datasets.get(session, project.id, reference))

@@ -67,11 +67,13 @@ async def list_jobs(
     project: CurrentProject,
     session: SessionDep,
     state: JobState | None = None,
+    framework: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> JobPage:
-    """Jobs of the caller's project, newest first."""
-    jobs, next_cursor = await service.list_jobs(session, project.id, state, limit, cursor)
+    """Jobs of the caller's project, newest first. The platform's own dataset validation jobs are listed
+    only when asked for (`framework=validation`)."""
+    jobs, next_cursor = await service.list_jobs(session, project.id, state, limit, cursor, framework)
     return JobPage(items=[JobOut.of(job) for job in jobs], next_cursor=next_cursor)
 
 

@@ -14,6 +14,8 @@ router = APIRouter(prefix="/v1/storage", tags=["storage"])
 MethodQuery = Annotated[str, Query(alias="method", max_length=8)]
 ExpiresQuery = Annotated[int, Query()]
 SignatureQuery = Annotated[str, Query(max_length=128)]
+# An upload URL may carry a size limit of its own, covered by its signature.
+MaxBytesQuery = Annotated[int | None, Query(ge=0)]
 
 
 @router.get("/{key:path}")
@@ -39,9 +41,11 @@ async def upload(
     method: MethodQuery,
     expires: ExpiresQuery,
     signature: SignatureQuery,
+    max_bytes: MaxBytesQuery = None,
 ) -> JSONResponse:
-    service.authorize(key, "PUT", method, expires, signature)
+    service.authorize(key, "PUT", method, expires, signature, max_bytes)
     length = request.headers.get("content-length")
     declared = int(length) if length and length.isdigit() else None
-    info = await service.write(key, (chunk async for chunk in request.stream() if chunk), declared)
+    chunks = (chunk async for chunk in request.stream() if chunk)
+    info = await service.write(key, chunks, declared, max_bytes)
     return JSONResponse({"key": info.key, "size": info.size}, status_code=201)

@@ -163,9 +163,10 @@ def _report(job: Job, report: Report, policy: Policy) -> Decision:
     else:
         builder.job = replace(builder.job, heartbeat_deadline=deadline)
     if isinstance(report, ProgressReport):
-        builder.emit(
-            EventType.PROGRESS, {"epoch": report.epoch, "epochs": report.epochs, "metrics": report.metrics}
-        )
+        progress: dict[str, Any] = {"epoch": report.epoch, "epochs": report.epochs, "metrics": report.metrics}
+        if report.resumed_from_epoch is not None:
+            progress["resumed_from_epoch"] = report.resumed_from_epoch
+        builder.emit(EventType.PROGRESS, progress)
     elif isinstance(report, LogReport):
         builder.emit(EventType.LOG, {"level": report.level, "message": report.message})
     elif isinstance(report, ArtifactReport):

@@ -1,0 +1,237 @@
+"""Each role can do what its code does, under its permissions alone: the services' own classes and functions
+where they run without a database, else the exact JetStream calls they make. (test_up_embedded.py runs every
+part for real under `vtp up`.)"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from sqlalchemy.exc import OperationalError
+
+from contracts import subjects
+from contracts.commands import CancelJob
+from contracts.events import JobEvent
+from contracts.jobs import EventType, JobState
+from services.api.feed import EventFeed
+from services.api.messaging import NatsCommandPublisher
+from services.api.read_model import ReadModelConsumer
+from services.common import nats as common_nats
+from services.common.nats_permissions import API, EVENTS, SCHEDULER, inbox_prefix, runner_user
+from services.events.handlers import ensure_job_status_consumer
+from services.scheduler.app import consumer_config
+from services.scheduler.consumer import PullLoop
+from tests.api.conftest import eventually
+from tests.nats_auth.conftest import POOL_A, POOL_B, ConnectAs, SecuredNats
+from trainers import jsz, runner
+
+NEW_POOL = "gpu-c"
+
+
+def job_event(job_id: str, event_type: EventType, state: JobState, version: int) -> JobEvent:
+    return JobEvent(
+        job_id=job_id,
+        project_id="p",
+        type=event_type,
+        state=state,
+        attempt=1,
+        version=version,
+        time=datetime.now(UTC),
+        trace_id=uuid.uuid4().hex,
+        payload={},
+    )
+
+
+async def publish_event(js: JetStreamContext, event: JobEvent) -> int:
+    """As the scheduler's publisher does: PubAck awaited, `Nats-Msg-Id = <job_id>:<version>`."""
+    ack = await js.publish_async(
+        subjects.event_subject(event.job_id, event.type.value),
+        event.model_dump_json().encode(),
+        stream=subjects.EVENTS_STREAM,
+        headers={"Nats-Msg-Id": f"{event.job_id}:{event.version}"},
+    )
+    return int((await ack).seq)
+
+
+def cancel_command(job_id: str) -> CancelJob:
+    return CancelJob(job_id=job_id, project_id="p", trace_id=uuid.uuid4().hex, requested_at=datetime.now(UTC))
+
+
+def unavailable_database() -> None:
+    """A sessionmaker whose database is down: the read model naks what it cannot apply (its transient
+    path), so it runs here without Postgres."""
+    raise OperationalError("connect", None, ConnectionRefusedError())
+
+
+async def test_api_publishes_commands_and_follows_job_events(connect_as: ConnectAs) -> None:
+    api, scheduler = await connect_as(API), await connect_as(SCHEDULER)
+    job_id = uuid.uuid4().hex
+    await NatsCommandPublisher(api.js).cancel(cancel_command(job_id))  # returns once stored (PubAck)
+
+    # The SSE feed: a live ordered consumer, and one per history read.
+    feed = EventFeed(api.js)
+    await feed.start()
+    try:
+        with feed.listen(job_id=job_id) as listener:
+            seq = await publish_event(
+                scheduler.js, job_event(job_id, EventType.SUBMITTED, JobState.PENDING, 1)
+            )
+            assert [item.seq for item in await listener.get(5)] == [seq]
+        history = feed.history(subjects.job_events_filter(job_id), 0)
+        assert [item.seq async for item in history] == [seq]
+    finally:
+        await feed.stop()
+
+    # The read model's durable push consumer delivers into the api's inbox, in its deliver group.
+    read_model = ReadModelConsumer(api.js, unavailable_database)  # type: ignore[arg-type]
+    await read_model.start()
+    try:
+
+        async def delivered() -> bool:
+            info = await api.js.consumer_info(subjects.EVENTS_STREAM, subjects.API_READ_MODEL_CONSUMER)
+            assert info.config.deliver_subject is not None
+            assert info.config.deliver_subject.startswith(f"{inbox_prefix(API)}.")
+            return bool(info.push_bound) and info.delivered.stream_seq >= seq
+
+        await eventually(delivered)
+    finally:
+        await read_model.stop()
+    api.assert_nothing_refused()
+
+
+async def test_scheduler_takes_commands_and_reports_and_publishes_events_and_dispatches(
+    connect_as: ConnectAs,
+) -> None:
+    api, events, scheduler = await connect_as(API), await connect_as(EVENTS), await connect_as(SCHEDULER)
+    job_id = uuid.uuid4().hex
+    await NatsCommandPublisher(api.js).cancel(cancel_command(job_id))
+    report = subjects.report_subject(job_id, "heartbeat")
+    await events.js.publish(report, b"{}", stream=subjects.REPORTS_STREAM)
+
+    taken: list[str] = []
+
+    async def handle(batch: list[Msg]) -> None:
+        for msg in batch:
+            taken.append(msg.subject)
+            await msg.ack()
+
+    loops = []
+    for stream, durable, filter_subject in (
+        (subjects.COMMANDS_STREAM, subjects.SCHEDULER_COMMANDS_CONSUMER, subjects.COMMANDS_ALL),
+        (subjects.REPORTS_STREAM, subjects.SCHEDULER_REPORTS_CONSUMER, subjects.REPORTS_ALL),
+    ):
+        await scheduler.js.add_consumer(stream, consumer_config(durable, filter_subject, 8))  # as it starts
+        loops.append(PullLoop(scheduler.nc, stream, durable, handle, batch_size=8, parallel=1))  # type: ignore[arg-type]
+    tasks = [asyncio.create_task(loop.run()) for loop in loops]
+    try:
+
+        async def both_taken() -> bool:
+            return {subjects.CANCEL_JOB, report} <= set(taken)
+
+        await eventually(both_taken)
+    finally:
+        for loop in loops:
+            loop.stop()
+        await asyncio.gather(*tasks)
+
+    # Its decisions: job events, and a dispatch to a pool it dispatches to first (it creates the consumer).
+    await common_nats.ensure_pool_consumer(scheduler.js, NEW_POOL)
+    await publish_event(scheduler.js, job_event(job_id, EventType.CANCELLED, JobState.CANCELLED, 1))
+    dispatched = await scheduler.js.publish_async(
+        subjects.dispatch_subject(NEW_POOL),
+        b"{}",
+        stream=subjects.DISPATCH_STREAM,
+        headers={"Nats-Msg-Id": f"{job_id}:1"},
+    )
+    assert (await dispatched).stream == subjects.DISPATCH_STREAM
+    scheduler.assert_nothing_refused()
+
+
+async def test_events_publishes_reports_and_follows_job_statuses(connect_as: ConnectAs) -> None:
+    events, scheduler = await connect_as(EVENTS), await connect_as(SCHEDULER)
+    job_id = uuid.uuid4().hex
+    ack = await events.js.publish(
+        subjects.report_subject(job_id, "done"),
+        b"{}",
+        stream=subjects.REPORTS_STREAM,
+        headers={"Nats-Msg-Id": f"{job_id}:1:done"},
+    )
+    assert ack.stream == subjects.REPORTS_STREAM
+
+    # The job-status consumer, as run_job_status_consumer creates, binds and drains it.
+    await ensure_job_status_consumer(events.js)
+    await publish_event(scheduler.js, job_event(job_id, EventType.SUCCEEDED, JobState.SUCCEEDED, 1))
+    status = await events.js.pull_subscribe_bind(
+        durable=subjects.EVENTS_JOB_STATUS_CONSUMER, stream=subjects.EVENTS_STREAM
+    )
+    try:
+        seen: list[str] = []
+        while subjects.event_subject(job_id, "job.succeeded") not in seen:
+            for msg in await status.fetch(256, timeout=2):
+                seen.append(msg.subject)
+                await msg.ack()
+    finally:
+        await status.unsubscribe()
+    events.assert_nothing_refused()
+
+
+async def test_a_runner_takes_one_dispatch_of_its_pool_and_settles_it(
+    connect_as: ConnectAs, secured: SecuredNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scheduler = await connect_as(SCHEDULER)
+    for name, value in secured.users.environ(runner_user(POOL_A)).items():
+        monkeypatch.setenv(name, value)
+    settings = runner.RunnerSettings(
+        nats_url=secured.server.url, pool=POOL_A, heartbeat_interval=1, fetch_timeout=0.5
+    )
+    # The runner itself, as its user: finds its stream and consumer in place (reading only), pulls.
+    assert await runner.run(settings) == 0  # nothing waiting
+    await scheduler.js.publish(subjects.dispatch_subject(POOL_A), b"{}", stream=subjects.DISPATCH_STREAM)
+    assert await runner.run(settings) == 1  # took it; not a DispatchJob: terminated
+
+    # Keeping a message alive while its trainer runs, then the ack.
+    await scheduler.js.publish(subjects.dispatch_subject(POOL_A), b"{}", stream=subjects.DISPATCH_STREAM)
+    runner_a = await connect_as(runner_user(POOL_A))
+    pull = await runner_a.js.pull_subscribe_bind(
+        durable=subjects.pool_consumer(POOL_A), stream=subjects.DISPATCH_STREAM
+    )
+    [msg] = await pull.fetch(1, timeout=2)
+    await pull.unsubscribe()
+    await msg.in_progress()
+    await msg.ack_sync()
+    info = await runner_a.js.consumer_info(subjects.DISPATCH_STREAM, subjects.pool_consumer(POOL_A))
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    runner_a.assert_nothing_refused()
+
+
+async def test_the_pool_supervisor_checks_its_consumer_and_reads_the_lag_over_http(
+    connect_as: ConnectAs, secured: SecuredNats
+) -> None:
+    scheduler, pool_b = await connect_as(SCHEDULER), await connect_as(runner_user(POOL_B))
+    # Its start-up, as its user: streams and consumer are in place, so it only reads them.
+    await common_nats.ensure_streams(pool_b.js)
+    await common_nats.ensure_pool_consumer(pool_b.js, POOL_B)
+    for _ in range(2):
+        await scheduler.js.publish(subjects.dispatch_subject(POOL_B), b"{}", stream=subjects.DISPATCH_STREAM)
+
+    def lag() -> int:
+        # NATS permissions do not reach the monitoring endpoint: KEDA and the local pool read it as before.
+        with httpx.Client() as client:
+            return jsz.read_lag(
+                client, secured.server.monitor_url, subjects.DISPATCH_STREAM, subjects.pool_consumer(POOL_B)
+            )
+
+    assert await asyncio.to_thread(lag) == 2
+    pull = await pool_b.js.pull_subscribe_bind(
+        durable=subjects.pool_consumer(POOL_B), stream=subjects.DISPATCH_STREAM
+    )
+    for msg in await pull.fetch(2, timeout=2):
+        await msg.ack_sync()
+    await pull.unsubscribe()
+    assert await asyncio.to_thread(lag) == 0
+    pool_b.assert_nothing_refused()

@@ -29,7 +29,7 @@ from services.api.settings import ApiSettings
 from services.api.submits import SubmitWriter
 from services.common.db import make_engine, make_sessionmaker
 from services.common.nats import connect, ensure_streams
-from services.common.startup import freeze_startup_heap
+from services.common.startup import tune_garbage_collector
 from services.common.storage import Storage, make_storage
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def _lifespan(settings: ApiSettings) -> Any:
         await feed.start()
         await read_model.start()
         submit_writer.start()
-        freeze_startup_heap()
+        tune_garbage_collector()
         try:
             yield
         finally:

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common import nats as common_nats
 from services.common import storage, tokens
 from services.common.db import make_engine, make_sessionmaker
-from services.common.startup import freeze_startup_heap
+from services.common.startup import tune_garbage_collector
 from services.events import errors
 from services.events.handlers import run_job_status_consumer
 from services.events.routes import callbacks
@@ -50,7 +50,7 @@ def create_app(settings: EventsSettings) -> FastAPI:
         app.state.callbacks = CallbackService(js, status_reader, objects, settings.artifact_url_ttl)
         app.state.storage = StorageService(local, signer, settings.max_upload_bytes)
         consumer = asyncio.create_task(run_job_status_consumer(js, sessions), name="events-job-status")
-        freeze_startup_heap()
+        tune_garbage_collector()
         try:
             yield
         finally:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts import subjects
 from services.common.nats import connect, ensure_streams
-from services.common.startup import freeze_startup_heap
+from services.common.startup import tune_garbage_collector
 from services.common.storage import make_storage
 from services.scheduler import logs
 from services.scheduler.consumer import PullLoop
@@ -108,7 +108,7 @@ class SchedulerApp:
                 run_ticker(self.engine, self.service, settings.tick_interval, self._stopping), name="ticker"
             )
         )
-        freeze_startup_heap()
+        tune_garbage_collector()
         log.info("scheduler started")
 
     async def stop(self) -> None:

@@ -95,14 +95,16 @@ async def other_project(api_server: ApiServer, postgres_url: str) -> AsyncIterat
         yield Project(project_id, key, client)
 
 
-@pytest.fixture(scope="session")
+# Package scope: a connection kept open through other packages' long synchronous tests (the event loop
+# idle, no answer to the server's pings) is dropped by the server, and its teardown fails.
+@pytest.fixture(scope="package")
 async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
     connection = await nats.connect(nats_server.url)
     yield connection
     await connection.drain()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def js(nc: NATS) -> JetStreamContext:
     return nc.jetstream()
 

@@ -52,7 +52,9 @@ def events_service(nats_server, postgres_url: str, session_dir: Path) -> Iterato
         yield EventsService(url=url, settings=settings, private_key_pem=private_path.read_text())
 
 
-@pytest.fixture(scope="session")
+# Package scope: a connection kept open through other packages' long synchronous tests (the event loop
+# idle, no answer to the server's pings) is dropped by the server, and its teardown fails.
+@pytest.fixture(scope="package")
 async def js(nats_server) -> AsyncIterator[JetStreamContext]:
     nc = await common_nats.connect(nats_server.url, name="events-tests")
     context = nc.jetstream()

@@ -71,7 +71,9 @@ def platform(nats_server, postgres_url: str, session_dir: Path) -> Iterator[Plat
         )
 
 
-@pytest.fixture(scope="session")
+# Package scope: a connection kept open through other packages' long synchronous tests (the event loop
+# idle, no answer to the server's pings) is dropped by the server, and its teardown fails.
+@pytest.fixture(scope="package")
 async def js(nats_server) -> AsyncIterator[JetStreamContext]:
     nc = await common_nats.connect(nats_server.url, name="trainer-tests")
     context = nc.jetstream()

@@ -22,25 +22,18 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.harness import EventWatch, bench_setup, upload_dataset
 from bench.lean_http import LeanConnection, open_sse
 from contracts import subjects
 from contracts.dispatch import DispatchJob
 from services.common.nats import connect, ensure_pool_consumer, ensure_streams
-from vtp.embedded.nats_server import start_nats_server
-from vtp.embedded.ports import free_port
-from vtp.embedded.postgres import start_postgres
-from vtp.launch import launch
 
 SETTLE_SECONDS = 10
 WARM_UP_JOBS = 100
@@ -187,33 +180,6 @@ def run_load_generator(nats_url: str, pool: str) -> None:
     asyncio.run(forever())
 
 
-class EventWatch:
-    """Times when each job's event of a type appears (core NATS subscription on the event subjects)."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, dict[str, float]] = {}
-
-    async def start(self, nats_url: str) -> None:
-        self.nc = await connect(nats_url, "bench-watch")
-
-        async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
-            _, _, _, job_id, kind = msg.subject.split(".", 4)
-            self.seen.setdefault(kind, {}).setdefault(job_id, time.perf_counter())
-
-        await self.nc.subscribe(subjects.EVENTS_ALL, cb=on_event)
-
-    def count(self, kind: str, job_ids: set[str]) -> int:
-        return len(job_ids & self.seen.get(kind, {}).keys())
-
-    async def wait_for(self, kind: str, job_ids: set[str], limit_s: float) -> float:
-        deadline = time.perf_counter() + limit_s
-        while self.count(kind, job_ids) < len(job_ids):
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"{self.count(kind, job_ids)}/{len(job_ids)} jobs reached {kind}")
-            await asyncio.sleep(0.02)
-        return max(self.seen[kind][job_id] for job_id in job_ids)
-
-
 class Submitter:
     def __init__(self, api_url: str, key: str, dataset: str, connections: int) -> None:
         headers = {"Authorization": f"Bearer {key}"}
@@ -255,30 +221,11 @@ class Submitter:
             job_ids.add(job_id)
 
 
-def upload_dataset(url: str, key: str, folder: Path) -> str:
+def make_dataset(url: str, key: str, folder: Path) -> str:
     from vtp.synthetic import make_imagefolder_archive
 
     archive = make_imagefolder_archive(folder / "shapes.zip", train_per_class=2, val_per_class=1, size=32)
-    with archive.open("rb") as file:
-        response = httpx.post(
-            f"{url}/v1/datasets",
-            headers={"Authorization": f"Bearer {key}"},
-            data={"name": "bench", "format": "imagefolder"},
-            files={"file": ("shapes.zip", file, "application/zip")},
-            timeout=30,
-        )
-    response.raise_for_status()
-    dataset = response.json()
-    # Jobs train only on READY datasets: wait for the dataset's validation job (on the platform's local pool).
-    deadline = time.monotonic() + 60
-    while dataset["status"] == "VALIDATING" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        dataset = httpx.get(
-            f"{url}/v1/datasets/{dataset['id']}", headers={"Authorization": f"Bearer {key}"}, timeout=10
-        ).json()
-    if dataset["status"] != "READY":
-        raise RuntimeError(f"the benchmark dataset is {dataset['status']}: {dataset}")
-    return str(dataset["id"])
+    return upload_dataset(url, key, archive, "imagefolder")
 
 
 async def sse_latency(
@@ -329,104 +276,92 @@ async def sse_latency(
 
 
 async def run(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="vtp-bench-") as tmp:
-        folder = Path(tmp)
-        nats = start_nats_server(folder / "nats")
-        database_url = start_postgres(folder / "pg")
+    with bench_setup() as setup:
+        nats = setup.nats
         print("measuring the JetStream floor …", flush=True)
         floor = await jetstream_floor(nats.url)
-        env = {
-            **os.environ,
-            "NATS_URL": nats.url,
-            "NATS_MONITOR_URL": nats.monitor_url,
-            "DATABASE_URL": database_url,
-        }
-        platform = launch(folder / "platform", free_port(), env, folder / "vtp-up.log", timeout=120)
+        platform = setup.launch()
         api_url, key = platform.url, platform.key
-        try:
-            dataset = upload_dataset(api_url, key, folder)
-            watch = EventWatch()
-            await watch.start(nats.url)
-            # In a process of its own, so that finishing jobs does not slow this process's clocks.
-            load_generator = multiprocessing.get_context("spawn").Process(
-                target=run_load_generator, args=(nats.url, "bench"), daemon=True
-            )
-            load_generator.start()
-            submitter = Submitter(api_url, key, dataset, connections=args.connections)
+        dataset = make_dataset(api_url, key, setup.folder)
+        watch = EventWatch()
+        await watch.start(nats.url)
+        # In a process of its own, so that finishing jobs does not slow this process's clocks.
+        load_generator = multiprocessing.get_context("spawn").Process(
+            target=run_load_generator, args=(nats.url, "bench"), daemon=True
+        )
+        load_generator.start()
+        submitter = Submitter(api_url, key, dataset, connections=args.connections)
 
-            # Not measured: the first jobs pay one-time costs (statements prepared per pooled connection,
-            # the pool's consumer created, code paths run the first time). The figures are steady state.
-            print(f"warm-up: {WARM_UP_JOBS} jobs at 50/s …", flush=True)
-            warm_up_ids: set[str] = set()
-            await paced(WARM_UP_JOBS, 50, lambda _: submitter.submit_into("bench", warm_up_ids))
-            await watch.wait_for("succeeded", warm_up_ids, 120)
+        # Not measured: the first jobs pay one-time costs (statements prepared per pooled connection,
+        # the pool's consumer created, code paths run the first time). The figures are steady state.
+        print(f"warm-up: {WARM_UP_JOBS} jobs at 50/s …", flush=True)
+        warm_up_ids: set[str] = set()
+        await paced(WARM_UP_JOBS, 50, lambda _: submitter.submit_into("bench", warm_up_ids))
+        await watch.wait_for("succeeded", warm_up_ids, 120)
 
-            print(f"paced: {args.paced} submits at 50/s …", flush=True)
-            paced_ids: set[str] = set()
-            await paced(args.paced, 50, lambda _: submitter.submit_into("bench", paced_ids))
-            await watch.wait_for("queued", paced_ids, 60)
-            to_queued = [watch.seen["queued"][j] - submitter.submitted_at[j] for j in paced_ids]
-            to_answer = [submitter.answered_at[j] - submitter.submitted_at[j] for j in paced_ids]
-            await watch.wait_for("succeeded", paced_ids, 120)
+        print(f"paced: {args.paced} submits at 50/s …", flush=True)
+        paced_ids: set[str] = set()
+        await paced(args.paced, 50, lambda _: submitter.submit_into("bench", paced_ids))
+        await watch.wait_for("queued", paced_ids, 60)
+        to_queued = [watch.seen["queued"][j] - submitter.submitted_at[j] for j in paced_ids]
+        to_answer = [submitter.answered_at[j] - submitter.submitted_at[j] for j in paced_ids]
+        await watch.wait_for("succeeded", paced_ids, 120)
 
-            # The burst goes to a pool that nothing serves yet (a GPU pool scaled to zero): it measures what
-            # accepting and queueing cost. Then that pool's load generator starts and drains the queue.
-            print(f"burst: {args.jobs} submits, {args.connections} in flight …", flush=True)
-            burst_ids: set[str] = set()
-            started = time.perf_counter()
+        # The burst goes to a pool that nothing serves yet (a GPU pool scaled to zero): it measures what
+        # accepting and queueing cost. Then that pool's load generator starts and drains the queue.
+        print(f"burst: {args.jobs} submits, {args.connections} in flight …", flush=True)
+        burst_ids: set[str] = set()
+        started = time.perf_counter()
 
-            async def burst_worker(share: int) -> None:
-                for _ in range(share):
-                    await submitter.submit_into("bench-burst", burst_ids)
+        async def burst_worker(share: int) -> None:
+            for _ in range(share):
+                await submitter.submit_into("bench-burst", burst_ids)
 
-            shares = [
-                args.jobs // args.connections + (1 if i < args.jobs % args.connections else 0)
-                for i in range(args.connections)
-            ]
-            await asyncio.gather(*(burst_worker(share) for share in shares))
-            accepted_s = time.perf_counter() - started
-            to_answer_burst = [submitter.answered_at[j] - submitter.submitted_at[j] for j in burst_ids]
-            all_queued = await watch.wait_for("queued", burst_ids, 300) - started
-            print("drain: the burst pool's load generator finishes the queued jobs …", flush=True)
-            drainer = multiprocessing.get_context("spawn").Process(
-                target=run_load_generator, args=(nats.url, "bench-burst"), daemon=True
-            )
-            drain_started = time.perf_counter()
-            drainer.start()
-            drained_s = await watch.wait_for("succeeded", burst_ids, 600) - drain_started
-            drainer.terminate()
+        shares = [
+            args.jobs // args.connections + (1 if i < args.jobs % args.connections else 0)
+            for i in range(args.connections)
+        ]
+        await asyncio.gather(*(burst_worker(share) for share in shares))
+        accepted_s = time.perf_counter() - started
+        to_answer_burst = [submitter.answered_at[j] - submitter.submitted_at[j] for j in burst_ids]
+        all_queued = await watch.wait_for("queued", burst_ids, 300) - started
+        print("drain: the burst pool's load generator finishes the queued jobs …", flush=True)
+        drainer = multiprocessing.get_context("spawn").Process(
+            target=run_load_generator, args=(nats.url, "bench-burst"), daemon=True
+        )
+        drain_started = time.perf_counter()
+        drainer.start()
+        drained_s = await watch.wait_for("succeeded", burst_ids, 600) - drain_started
+        drainer.terminate()
 
-            # Each phase on its own: let the platform digest the burst (read models, SSE feed) first.
-            await asyncio.sleep(SETTLE_SECONDS)
-            print(f"SSE: {args.sse_clients} clients …", flush=True)
-            holder = LoadGeneratorTrainer(nats.url, "bench-sse", hold=True)
-            await holder.start()
-            sse_jobs = {await submitter.submit("bench-sse") for _ in range(args.sse_jobs)} - {None}
-            await holder.wait_holding(len(sse_jobs))
-            to_sse = await sse_latency(api_url, key, holder, args.sse_clients, args.sse_callbacks, 50)
-            await holder.stop()
-            load_generator.terminate()
+        # Each phase on its own: let the platform digest the burst (read models, SSE feed) first.
+        await asyncio.sleep(SETTLE_SECONDS)
+        print(f"SSE: {args.sse_clients} clients …", flush=True)
+        holder = LoadGeneratorTrainer(nats.url, "bench-sse", hold=True)
+        await holder.start()
+        sse_jobs = {await submitter.submit("bench-sse") for _ in range(args.sse_jobs)} - {None}
+        await holder.wait_holding(len(sse_jobs))
+        to_sse = await sse_latency(api_url, key, holder, args.sse_clients, args.sse_callbacks, 50)
+        await holder.stop()
+        load_generator.terminate()
 
-            n = len(burst_ids)
-            print()
-            row("JetStream publish->consume (floor), 50 msg/s", ms(floor))
-            row("submit->202 answer at 50 submits/s", ms(to_answer))
-            row("submit->QUEUED at 50 submits/s", ms(to_queued))
-            row("  ratio to floor", ratio(to_queued, floor))
-            row(f"callback->SSE, {args.sse_clients} clients", ms(to_sse))
-            row("  ratio to floor", ratio(to_sse, floor))
-            row(
-                f"submits accepted ({args.jobs} jobs, {args.connections} in flight)",
-                f"{n / accepted_s:8.0f} /s   ({n} accepted, {len(submitter.failures)} refused)",
-            )
-            row("  submit->202 answer in the burst", ms(to_answer_burst))
-            row("  every job QUEUED after", f"{all_queued:8.2f} s  ({n / all_queued:.0f} jobs/s)")
-            row("then finished by a load generator", f"{drained_s:8.2f} s  ({n / drained_s:.0f} jobs/s)")
-            if submitter.failures:
-                print("first refusals:", submitter.failures[:3])
-        finally:
-            platform.stop()
-            nats.stop()
+        n = len(burst_ids)
+        print()
+        row("JetStream publish->consume (floor), 50 msg/s", ms(floor))
+        row("submit->202 answer at 50 submits/s", ms(to_answer))
+        row("submit->QUEUED at 50 submits/s", ms(to_queued))
+        row("  ratio to floor", ratio(to_queued, floor))
+        row(f"callback->SSE, {args.sse_clients} clients", ms(to_sse))
+        row("  ratio to floor", ratio(to_sse, floor))
+        row(
+            f"submits accepted ({args.jobs} jobs, {args.connections} in flight)",
+            f"{n / accepted_s:8.0f} /s   ({n} accepted, {len(submitter.failures)} refused)",
+        )
+        row("  submit->202 answer in the burst", ms(to_answer_burst))
+        row("  every job QUEUED after", f"{all_queued:8.2f} s  ({n / all_queued:.0f} jobs/s)")
+        row("then finished by a load generator", f"{drained_s:8.2f} s  ({n / drained_s:.0f} jobs/s)")
+        if submitter.failures:
+            print("first refusals:", submitter.failures[:3])
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from contracts.datasets import DatasetFormat
+from contracts.exports import OptionalExports
 from contracts.ultralytics import UltralyticsSpec
 from contracts.validation import DatasetValidationSpec
 from contracts.weights import OptionalWeights
@@ -70,6 +71,7 @@ class TimmSpec(BaseModel):
     model: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     weights: OptionalWeights = None
+    export: OptionalExports = None
 
     def dataset_formats(self) -> tuple[DatasetFormat, ...]:
         return ("imagefolder",)

@@ -20,6 +20,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from contracts import ultralytics_hyperparameters
 from contracts.datasets import DatasetFormat
+from contracts.exports import OptionalExports
 from contracts.weights import OptionalWeights
 
 Task = Literal["detect", "segment", "classify"]
@@ -73,6 +74,7 @@ class UltralyticsSpec(BaseModel):
     model: str = Field(min_length=1, max_length=200, examples=["yolo11n.yaml", "yolo11n-seg.yaml"])
     hyperparameters: Arguments = Field(default_factory=dict)
     weights: OptionalWeights = None
+    export: OptionalExports = None
 
     def dataset_formats(self) -> tuple[DatasetFormat, ...]:
         return TASK_DATASET_FORMATS[self.task]

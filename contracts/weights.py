@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
+from contracts.base import absent
+
 # An uploaded model's id (`POST /v1/models`), or an artifact of an earlier job: `job:<job_id>/best.pt`.
 WEIGHTS_PATTERN = r"^(?:[0-9a-f]{32}|job:[0-9a-f]{32}/[A-Za-z0-9_.\-]{1,200})$"
 
@@ -19,13 +21,9 @@ WeightsReference = Annotated[
 ]
 
 
-def _absent(value: object) -> bool:
-    return value is None
-
-
 # What a spec carries: left out when absent, so a spec without weights serializes exactly as before there
 # were any (a v1 consumer meets no new key).
-OptionalWeights = Annotated[WeightsReference | None, Field(exclude_if=_absent)]
+OptionalWeights = Annotated[WeightsReference | None, Field(exclude_if=absent)]
 
 
 def job_artifact(reference: str) -> tuple[str, str] | None:

@@ -13,6 +13,10 @@ import pytest
 from vtp.embedded.nats_server import NatsServer, start_nats_server
 from vtp.embedded.postgres import start_postgres
 
+# Trainers started by the tests (runners, `vtp up`: they inherit it) checkpoint every epoch, whatever it
+# costs, so the resume tests know which epoch a retry continues from. The budget is tested on its own.
+os.environ.setdefault("VTP_CHECKPOINT_BUDGET", "1")
+
 
 @pytest.fixture(scope="session")
 def session_dir() -> Iterator[Path]:

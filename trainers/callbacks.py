@@ -36,19 +36,10 @@ def _transient(response: httpx.Response) -> bool:
     return response.status_code == 429 or response.status_code >= 500
 
 
-def file_digest(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
+def _read_chunks(path: Path, seen: Callable[[bytes], object]) -> Iterator[bytes]:
     with path.open("rb") as source:
         while chunk := source.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-def _read_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        while chunk := source.read(CHUNK):
+            seen(chunk)
             yield chunk
 
 
@@ -105,17 +96,22 @@ class CallbackClient:
 
     def upload_artifact(self, path: Path, name: str) -> None:
         """Ask for a signed upload URL, PUT the file there (streamed), then report it with size and sha256."""
-        size, sha256 = file_digest(path)
+        size = path.stat().st_size
         answer = ArtifactUploadAnswer.model_validate(self._post("artifacts", {"name": name}).json())
-        self._with_retries(
-            f"upload of {name}",
-            lambda: self._storage.put(
+        # Hashed as it is sent: one read of the file, not one to hash it and another to send it.
+        sha256 = hashlib.sha256()
+
+        def put() -> httpx.Response:
+            nonlocal sha256
+            sha256 = hashlib.sha256()  # afresh for every try: a retry sends the file again
+            return self._storage.put(
                 answer.upload_url,
-                content=_read_chunks(path),
+                content=_read_chunks(path, sha256.update),
                 headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
-            ),
-        )
-        self._post("artifacts/complete", {"name": name, "size": size, "sha256": sha256})
+            )
+
+        self._with_retries(f"upload of {name}", put)
+        self._post("artifacts/complete", {"name": name, "size": size, "sha256": sha256.hexdigest()})
 
     def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         return self._with_retries(f"callback {path}", lambda: self._api.post(path, json=body))

@@ -7,9 +7,12 @@ point, or raises `NotResumable`."""
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -39,39 +42,101 @@ PointT = TypeVar("PointT", bound=ResumePoint)
 
 class Progress:
     """A trainer's per-epoch reports: a log line and a progress callback per epoch, the checkpoint upload,
-    and after a resume a `job.log` line saying so and `resumed_from_epoch` on the first progress after it."""
+    and after a resume a `job.log` line saying so and `resumed_from_epoch` on the first progress after it.
 
-    def __init__(self, client: CallbackClient) -> None:
+    A checkpoint uploads while the next epoch trains: uploads and epoch reports go out in turn on a thread of
+    their own, each epoch's report after its checkpoint, so a job that reported epoch N resumes after N.
+    Training waits only for an upload still running when the next checkpoint comes. `flush()` waits for all
+    of it; a report that failed raises there (or at the next checkpoint).
+    """
+
+    def __init__(self, client: CallbackClient, checkpoint_budget: float | None = None) -> None:
         self._client = client
         self._resumed_from: int | None = None
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="progress")
+        self._sent: list[Future[None]] = []
+        self._budget = checkpoint_budget_from_environ() if checkpoint_budget is None else checkpoint_budget
+        self._last_checkpoint_at: float | None = None
+        self._checkpoint_seconds = 0.0  # what the last one cost to write and upload
 
     def resumed(self, epoch: int, epochs: int) -> None:
         self._resumed_from = epoch
         source = f"{RESUME_CHECKPOINT} of an earlier attempt"
-        self._tell("info", f"resumed from epoch {epoch} of {epochs} ({source})")
+        self.tell("info", f"resumed from epoch {epoch} of {epochs} ({source})")
 
     def not_resumed(self, why: str) -> None:
-        self._tell("warning", f"not resuming: {why}; starting at epoch 1")
+        self.tell("warning", f"not resuming: {why}; starting at epoch 1")
 
     def from_weights(self, reference: str) -> None:
-        self._tell("info", f"starting from weights {reference}")
+        self.tell("info", f"starting from weights {reference}")
 
     def __call__(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
         log.info("epoch %d/%d %s", epoch, epochs, metrics)
-        self._client.progress(epoch, epochs, metrics, resumed_from_epoch=self._resumed_from)
+        self._send(self._client.progress, epoch, epochs, metrics, resumed_from_epoch=self._resumed_from)
         self._resumed_from = None
 
-    def checkpoint(self, path: Path) -> None:
-        """Upload the checkpoint of the epoch just finished, replacing the job's previous one. One that does
-        not get through (retries spent) costs a retry some epochs, not this attempt its training."""
+    def checkpoint(self, write: Callable[[], Path]) -> None:
+        """Upload the checkpoint of the epoch just finished (`write()` makes the file), replacing the job's
+        previous one, unless that would spend more than the checkpoint budget (see `checkpoint_due`). The
+        file is handed over: moved aside at once (the trainer may write the next one), deleted once sent.
+        One that does not get through (retries spent) costs a retry some epochs, not this attempt its
+        training."""
+        self.flush()  # the previous upload is done with its file (and has measured its cost)
+        now = time.monotonic()
+        if not checkpoint_due(now, self._last_checkpoint_at, self._checkpoint_seconds, self._budget):
+            return
+        self._last_checkpoint_at = now
+        path = write()
+        uploading = path.replace(path.with_name(f".{path.name}.uploading"))
+        self._send(self._upload, uploading, now)
+
+    def flush(self) -> None:
+        """Wait until every report and checkpoint handed over so far is sent."""
+        sent, self._sent = self._sent, []
+        for future in sent:
+            future.result()
+
+    def tell(self, level: str, message: str) -> None:
+        """A `job.log` line, also in this process's log."""
+        self.flush()  # in order with the epochs' reports
+        log.log(logging.getLevelName(level.upper()), "%s", message)
+        self._client.log(message, level)
+
+    def _send(self, call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        self._sent.append(self._sender.submit(call, *args, **kwargs))
+
+    def _upload(self, path: Path, started: float) -> None:
         try:
             self._client.upload_artifact(path, RESUME_CHECKPOINT)
         except CallbackError as exc:
             log.warning("checkpoint not uploaded, training goes on: %s", exc)
+        finally:
+            path.unlink(missing_ok=True)
+            self._checkpoint_seconds = time.monotonic() - started
 
-    def _tell(self, level: str, message: str) -> None:
-        log.log(logging.getLevelName(level.upper()), "%s", message)
-        self._client.log(message, level)
+
+# The share of training time checkpoints may cost. Tiny epochs with a large checkpoint (resnet18 with its
+# optimizer state is 134 MB) would otherwise spend more time checkpointing than training; ordinary epochs,
+# minutes long, are checkpointed every one. `VTP_CHECKPOINT_BUDGET=1`: every epoch, whatever it costs.
+DEFAULT_CHECKPOINT_BUDGET = 0.1
+
+
+def checkpoint_budget_from_environ() -> float:
+    value = os.environ.get("VTP_CHECKPOINT_BUDGET", "")
+    try:
+        return min(1.0, max(0.0, float(value))) if value else DEFAULT_CHECKPOINT_BUDGET
+    except ValueError:
+        log.warning("VTP_CHECKPOINT_BUDGET=%r is not a number; using %s", value, DEFAULT_CHECKPOINT_BUDGET)
+        return DEFAULT_CHECKPOINT_BUDGET
+
+
+def checkpoint_due(now: float, last_at: float | None, last_cost: float, budget: float) -> bool:
+    """Whether the epoch just finished gets a checkpoint: the first one always; then once the time since the
+    last one is long enough that its cost (writing and uploading it) stays within `budget` of that time.
+    A retry then repeats at most about `last_cost / budget` seconds of training."""
+    if last_at is None or budget >= 1.0:
+        return True
+    return budget > 0 and now - last_at >= last_cost / budget
 
 
 def fetch_checkpoint(url: str, dest: Path) -> Path | None:

@@ -38,7 +38,9 @@ NAK_DELAY = 10.0
 # What the trainer inherits from the runner's environment; everything else (NATS_URL, DATABASE_URL, storage
 # keys, cloud credentials...) stays behind.
 PASSTHROUGH = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
-PASSTHROUGH_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "HF_", "TORCH_", "OMP_", "MKL_", "YOLO_", "VTP_LOG_")
+PASSTHROUGH_PREFIXES = (
+    "LC_", "CUDA_", "NVIDIA_", "HF_", "TORCH_", "OMP_", "MKL_", "YOLO_", "VTP_LOG_", "VTP_CHECKPOINT_",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

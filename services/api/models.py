@@ -124,6 +124,8 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     # The starting weights the job named (`contracts.weights`), if any.
     weights: Mapped[str | None] = mapped_column(String(240))
+    # The export formats the job asked for (`contracts.exports`), if any.
+    export: Mapped[list[str] | None] = mapped_column(JSONB)
 
 
 class Artifact(Base):

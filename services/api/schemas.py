@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from contracts.commands import DatasetRef
 from contracts.datasets import DatasetFormat as DatasetFormat  # the upload's `format` values
+from contracts.exports import ExportFormats
 from contracts.jobs import POOL_PATTERN, SPEC_MODELS, Framework, JobSpec, JobState, dataset_mismatch
 from contracts.weights import WeightsReference
 from services.api.errors import InvalidField
@@ -43,6 +44,7 @@ class JobCreate(BaseModel):
     pool: str = Field(default="local", pattern=POOL_PATTERN)
     max_attempts: int = Field(default=3, ge=1, le=100)
     weights: WeightsReference | None = None
+    export: ExportFormats | None = None
 
     _spec: JobSpec = PrivateAttr()
 
@@ -50,7 +52,9 @@ class JobCreate(BaseModel):
     def _valid_spec(self) -> JobCreate:
         # The framework's own spec model checks the rest; its errors keep their places in this flat body
         # (`hyperparameters.epochs`), so a 422 names the field as the client sent it.
-        fields = self.model_dump(include={"framework", "task", "model", "hyperparameters", "weights"})
+        fields = self.model_dump(
+            include={"framework", "task", "model", "hyperparameters", "weights", "export"}
+        )
         self._spec = SPEC_MODELS[self.framework].model_validate(fields)
         return self
 
@@ -86,6 +90,7 @@ class JobOut(BaseModel):
     final_metrics: dict[str, Any] | None = Field(description="Metrics reported when the job succeeded.")
     reason: str | None = Field(description="Why the job failed, was cancelled, or is being retried.")
     weights: str | None = Field(default=None, description="The starting weights the job named.")
+    export: list[str] | None = Field(default=None, description="The export formats the job asked for.")
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -110,6 +115,7 @@ class JobOut(BaseModel):
             final_metrics=job.final_metrics,
             reason=job.reason,
             weights=job.weights,
+            export=job.export,
         )
 
 

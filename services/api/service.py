@@ -152,6 +152,7 @@ async def submit_job(
         "updated_at": now,
         "idempotency_key": idempotency_key,
         "weights": request.weights,
+        "export": request.export,
     }
     command = SubmitJob(
         job_id=job_id,
@@ -257,6 +258,7 @@ def _job_from_submitted(event: JobEvent) -> dict[str, Any]:
         "dataset_id": str(dataset_id or ""),
         "dataset_version": dataset.get("version") if isinstance(dataset, dict) else None,
         "weights": spec.get("weights"),
+        "export": spec.get("export"),
         "pool": str(payload.get("pool") or ""),
         "trace_id": event.trace_id,
         "created_at": event.time,

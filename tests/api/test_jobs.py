@@ -16,7 +16,7 @@ from .conftest import Project, job_body, job_reaches
 JOB_FIELDS = {
     "id", "name", "state", "attempt", "max_attempts", "version", "framework", "task", "model",
     "hyperparameters", "dataset", "dataset_version", "pool", "trace_id", "created_at", "updated_at",
-    "metrics", "final_metrics", "reason", "weights",
+    "metrics", "final_metrics", "reason", "weights", "export",
 }  # fmt: skip
 
 

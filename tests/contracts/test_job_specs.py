@@ -202,3 +202,23 @@ def test_which_dataset_formats_fit_which_spec(body, fits, refused):
     problem = dataset_mismatch(parsed, refused)
     assert problem is not None
     assert problem.startswith(f"dataset format {refused!r} does not fit {parsed.framework} task")
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        {"framework": "timm", "task": "classify", "model": "resnet18"},
+        {"framework": "ultralytics", "task": "detect", "model": "yolo11n.yaml"},
+    ],
+)
+def test_exports_are_asked_once_each_and_left_out_when_none(base):
+    asked = parse_job_spec({**base, "export": ["torchscript", "onnx", "torchscript"]})
+    assert asked.export == ["torchscript", "onnx"]
+    assert parse_job_spec(json.loads(asked.model_dump_json())) == asked
+    for none in ({}, {"export": None}, {"export": []}):
+        spec = parse_job_spec({**base, **none})
+        assert spec.export is None
+        assert "export" not in json.loads(spec.model_dump_json())
+    with pytest.raises(ValidationError) as caught:
+        parse_job_spec({**base, "export": ["onnx", "tflite"]})
+    assert [e["loc"] for e in caught.value.errors()] == [("export", 1)]

@@ -1,5 +1,6 @@
 """The runner and the timm trainer for real: a DispatchJob published to a pool, a real events service,
-real training of resnet18 on generated shapes, reports in VTP_REPORTS, and cancellation between batches."""
+real training of resnet18 on generated shapes, reports in VTP_REPORTS, exports, and cancellation between
+batches."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import time
 import uuid
 
 import httpx
+import numpy as np
+import onnxruntime
 import timm
 import torch
 
@@ -22,6 +25,7 @@ from contracts.reports import ArtifactReport, DoneReport, LogReport, ProgressRep
 from services.common import nats as common_nats
 from services.common import storage
 from services.events.testing import stored_reports
+from tests.trainers.exported import assert_exported, load_torchscript
 from tests.trainers.job_events import publish_cancelled
 from trainers import jsz
 
@@ -109,6 +113,23 @@ async def test_runner_trains_timm_and_reports_per_epoch(platform, js, pool):
     model = timm.create_model("resnet18", pretrained=False, num_classes=len(classes))
     model.load_state_dict(torch.load(model_path))
     assert lag(platform, pool) == 0  # acked
+
+
+async def test_exports_asked_for_are_artifacts_that_run(platform, js, pool):
+    job = dispatch(platform, pool, epochs=1, image_size=32)
+    spec = job.spec.model_copy(update={"export": ["onnx", "torchscript"]})
+    await publish(js, job.model_copy(update={"spec": spec}))
+    runner = await start_runner(platform, pool)
+    assert await asyncio.wait_for(runner.wait(), 120) == 0
+    await assert_exported(js, job.job_id, ["model.onnx", "model.torchscript"])
+
+    images = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    onnx_model = onnxruntime.InferenceSession(str(platform.artifact_path(job.job_id, "model.onnx")))
+    [logits] = onnx_model.run(["logits"], {"images": images})
+    assert logits.shape == (2, 3)
+    scripted = load_torchscript(platform.artifact_path(job.job_id, "model.torchscript"))
+    with torch.no_grad():
+        np.testing.assert_allclose(scripted(torch.from_numpy(images)).numpy(), logits, rtol=1e-4, atol=1e-4)
 
 
 async def test_a_retry_with_no_checkpoint_to_resume_starts_at_epoch_1_and_says_so(platform, js, pool):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import signal
 import subprocess
 import tarfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -24,7 +26,7 @@ from trainers.callbacks import CallbackClient, CallbackError
 from trainers.datasets import UnsafeArchive, safe_extract
 from trainers.env import TrainerEnv
 from trainers.pool import Pool, PoolSettings, runners_to_start
-from trainers.resume import Progress
+from trainers.resume import Progress, checkpoint_due
 from trainers.runner import exit_reason, trainer_environ
 from vtp.embedded.ports import free_port
 from vtp.synthetic import make_imagefolder_archive
@@ -225,6 +227,34 @@ def test_callback_client_retries_transient_failures_then_gives_up():
     client.close()
 
 
+def test_an_upload_reports_the_sha256_of_the_bytes_it_sent_after_a_retry_too(tmp_path):
+    """The file is hashed as it streams out; a retried PUT hashes it afresh, not on top of the first try."""
+    path = tmp_path / "last.pt"
+    path.write_bytes(bytes(range(256)) * 12_000)  # a few 1 MiB chunks
+    puts: list[bytes] = []
+    completed: list[dict] = []
+
+    def storage(request: httpx.Request) -> httpx.Response:
+        puts.append(request.read())
+        return httpx.Response(503 if len(puts) == 1 else 200)
+
+    def callbacks(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/artifacts"):
+            return httpx.Response(200, json={"upload_url": "http://storage/put", "expires_at": "later"})
+        completed.append(json.loads(request.content))
+        return httpx.Response(204)
+
+    client = CallbackClient("http://events/v1/callbacks", "token", retry_delays=(0.01,))
+    client._api = httpx.Client(
+        base_url="http://events/v1/callbacks/", transport=httpx.MockTransport(callbacks)
+    )
+    client._storage = httpx.Client(transport=httpx.MockTransport(storage))
+    client.upload_artifact(path, "last.pt")
+    assert puts == [path.read_bytes()] * 2
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert completed == [{"name": "last.pt", "size": path.stat().st_size, "sha256": sha256}]
+
+
 def test_callback_client_does_not_retry_a_refusal(platform):
     with CallbackClient(f"{platform.events_url}/v1/callbacks", "not-a-token") as client:
         with pytest.raises(CallbackError) as refused:
@@ -252,13 +282,15 @@ class RecordingClient:
         self.sent.append(("artifact", name))
 
 
-def test_a_resumed_attempt_says_where_it_resumed_once():
+def test_a_resumed_attempt_says_where_it_resumed_once(tmp_path):
     client = RecordingClient()
     progress = Progress(client)  # type: ignore[arg-type]
     progress.resumed(2, 4)
     for epoch in (3, 4):
-        progress.checkpoint(Path("last.pt"))
+        (tmp_path / "last.pt").write_bytes(b"checkpoint")
+        progress.checkpoint(lambda: tmp_path / "last.pt")
         progress(epoch, 4, {})
+    progress.flush()
     assert client.sent == [
         ("log", "info", "resumed from epoch 2 of 4 (last.pt of an earlier attempt)"),
         ("artifact", "last.pt"),
@@ -268,9 +300,68 @@ def test_a_resumed_attempt_says_where_it_resumed_once():
     ]
 
 
-def test_a_checkpoint_that_does_not_get_through_does_not_stop_training():
+def test_a_checkpoint_that_does_not_get_through_does_not_stop_training(tmp_path):
     client = RecordingClient(upload_fails=True)
     progress = Progress(client)  # type: ignore[arg-type]
-    progress.checkpoint(Path("last.pt"))
+    (tmp_path / "last.pt").write_bytes(b"checkpoint")
+    progress.checkpoint(lambda: tmp_path / "last.pt")
     progress(1, 2, {})
+    progress.flush()
     assert client.sent == [("progress", 1, None)]
+
+
+def test_a_checkpoint_uploads_while_training_goes_on_and_its_epoch_is_reported_after_it(tmp_path):
+    """The file is handed over: the trainer may write the next checkpoint at its path at once, the upload
+    still sends the one it was handed; and the epoch's report waits for it: a job that reported epoch N
+    resumes after N."""
+    uploading, release = threading.Event(), threading.Event()
+    uploaded: list[bytes] = []
+
+    class SlowUploads(RecordingClient):
+        def upload_artifact(self, path, name):
+            uploading.set()
+            release.wait(5)
+            uploaded.append(path.read_bytes())
+            super().upload_artifact(path, name)
+
+    client = SlowUploads()
+    progress = Progress(client)  # type: ignore[arg-type]
+    last = tmp_path / "last.pt"
+    last.write_bytes(b"epoch 1")
+    progress.checkpoint(lambda: last)
+    progress(1, 2, {})
+    assert uploading.wait(5)
+    last.write_bytes(b"epoch 2")  # the next epoch's, while epoch 1's uploads
+    assert client.sent == []  # epoch 1 is not reported before its checkpoint is stored
+    release.set()
+    progress.flush()
+    assert uploaded == [b"epoch 1"]
+    assert client.sent == [("artifact", "last.pt"), ("progress", 1, None)]
+    assert [f.name for f in tmp_path.iterdir()] == ["last.pt"]  # the one handed over is gone once sent
+
+
+def test_checkpoints_stay_within_their_share_of_training_time():
+    # The first epoch always gets one; then one once its cost is at most the budget of the time since.
+    assert checkpoint_due(now=5.0, last_at=None, last_cost=0.0, budget=0.1)
+    assert not checkpoint_due(now=14.0, last_at=5.0, last_cost=1.0, budget=0.1)  # 1 s of 9 s: over 10%
+    assert checkpoint_due(now=15.0, last_at=5.0, last_cost=1.0, budget=0.1)
+    assert checkpoint_due(now=5.1, last_at=5.0, last_cost=30.0, budget=1.0)  # 1: every epoch
+    assert not checkpoint_due(now=1e9, last_at=5.0, last_cost=1.0, budget=0.0)  # 0: only the first
+
+
+def test_an_epoch_without_a_checkpoint_writes_none(tmp_path):
+    client = RecordingClient()
+    progress = Progress(client, checkpoint_budget=0.0)  # type: ignore[arg-type]
+    written: list[int] = []
+
+    def write(epoch: int) -> Path:
+        written.append(epoch)
+        (tmp_path / "last.pt").write_bytes(b"checkpoint")
+        return tmp_path / "last.pt"
+
+    for epoch in (1, 2, 3):
+        progress.checkpoint(lambda epoch=epoch: write(epoch))
+        progress(epoch, 3, {})
+    progress.flush()
+    assert written == [1]  # the trainer did not even save the skipped ones
+    assert [entry[0] for entry in client.sent] == ["artifact", "progress", "progress", "progress"]

@@ -18,9 +18,14 @@ import time
 import uuid
 import zipfile
 
+import numpy as np
+import onnxruntime
+import torch
+
 from contracts.reports import ArtifactReport, DoneReport, ProgressReport
 from services.events.testing import stored_reports
 from tests.plain_ultralytics import validate_with_plain_ultralytics
+from tests.trainers.exported import assert_exported, load_torchscript
 from tests.trainers.job_events import publish_cancelled
 from trainers.runner import PASSTHROUGH, PASSTHROUGH_PREFIXES
 
@@ -140,6 +145,34 @@ async def test_segment_job_trains_an_epoch(platform, js, yolo_datasets):
     assert "mAP50_mask" in done.metrics
 
 
+async def test_exports_asked_for_are_artifacts_that_run(platform, js, yolo_datasets):
+    dataset = yolo_datasets["yolo-detect"]
+    job_id, trainer = await start_trainer(
+        platform,
+        dataset.key,
+        dataset.format,
+        task="detect",
+        model="yolo11n.yaml",
+        hyperparameters={"epochs": 1, "imgsz": 64, "batch": 8, "mosaic": 0.0},
+        export=["onnx", "torchscript"],
+    )
+    assert await asyncio.wait_for(trainer.wait(), 120) == 0
+    await assert_exported(js, job_id, ["best.onnx", "best.torchscript"])
+
+    # Ultralytics' raw detect head: per anchor 4 box values and a score per class (2); 64 px at strides 8,
+    # 16 and 32 make 8x8 + 4x4 + 2x2 = 84 anchors.
+    images = np.zeros((1, 3, 64, 64), dtype=np.float32)
+    session = onnxruntime.InferenceSession(str(platform.artifact_path(job_id, "best.onnx")))
+    [given] = session.get_inputs()
+    assert (given.name, given.shape) == ("images", [1, 3, 64, 64])
+    [output] = session.run(None, {"images": images})
+    assert output.shape == (1, 4 + 2, 84)
+    scripted = load_torchscript(platform.artifact_path(job_id, "best.torchscript"))
+    with torch.no_grad():
+        scripted_output = scripted(torch.from_numpy(images))
+    np.testing.assert_allclose(scripted_output.numpy(), output, rtol=1e-3, atol=1e-3)
+
+
 async def test_cancel_stops_between_batches_and_keeps_the_last_checkpoint(platform, js, yolo_datasets):
     dataset = yolo_datasets["yolo-detect"]
     job_id, trainer = await start_trainer(
@@ -229,6 +262,28 @@ def getaddrinfo(host, *args, **kwargs):
 
 socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
 
+# Installs (Ultralytics pip-installs a missing requirement) are recorded, and one is provoked: onnxslim, which
+# the ONNX export checks for, looks missing.
+import importlib.metadata, subprocess
+
+installs = []
+original_popen_init, original_version = subprocess.Popen.__init__, importlib.metadata.version
+
+
+def popen_init(self, args, *rest, **kwargs):
+    if "install" in (args if isinstance(args, (list, tuple)) else str(args).split()):
+        installs.append(" ".join(map(str, args)) if isinstance(args, (list, tuple)) else args)
+    return original_popen_init(self, args, *rest, **kwargs)
+
+
+def version(name):
+    if name == "onnxslim":
+        raise importlib.metadata.PackageNotFoundError(name)
+    return original_version(name)
+
+
+subprocess.Popen.__init__, importlib.metadata.version = popen_init, version
+
 from trainers.ultralytics import data, offline
 work = Path(sys.argv[1])
 offline.prepare(work / "config")
@@ -265,6 +320,8 @@ one_epoch = spec.model_copy(update={"hyperparameters": {**spec.hyperparameters, 
 training.train(one_epoch, dataset, work / "from-weights", threading.Event(), lambda *report: None,
                weights=best)
 given = torch_load(best, map_location="cpu")["model"].model[0].conv.weight.float()
+from trainers.ultralytics import export
+exported = [export.exporter(best)(export_format).name for export_format in ("onnx", "torchscript")]
 during = list(attempts)
 try:  # the guard itself works
     socket.getaddrinfo("example.com", 443)
@@ -282,6 +339,8 @@ print(json.dumps({
     "resumed_best": (resumed.save_dir / "weights" / "best.pt").is_file(),
     "resumed_results": len((resumed.save_dir / "results.csv").read_text().splitlines()),
     "starts_from_weights": torch.equal(before_first_step[0], given),
+    "exported": exported,
+    "installs": installs,
     "guarded": attempts[len(during):],
 }))
 """
@@ -291,7 +350,8 @@ def test_training_and_resuming_touch_no_network(yolo_datasets, tmp_path):
     """Every non-loopback connect or name lookup in the trainer process is refused and recorded, while it
     trains 2 epochs (a checkpoint after the first), then resumes from that checkpoint: epoch 2 again, in a
     run folder of its own that ends with best.pt and the results of both epochs; then trains from the first
-    run's best.pt as starting weights: they are the model's before its first step."""
+    run's best.pt as starting weights: they are the model's before its first step; then exports best.pt to
+    ONNX and TorchScript, installing nothing (not even onnxslim, which it is made to believe missing)."""
     with zipfile.ZipFile(yolo_datasets["yolo-detect"].archive) as zf:
         zf.extractall(tmp_path / "dataset")
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
@@ -316,6 +376,8 @@ def test_training_and_resuming_touch_no_network(yolo_datasets, tmp_path):
         "resumed_best": True,
         "resumed_results": 3,  # header, epoch 1 from the checkpoint, epoch 2
         "starts_from_weights": True,
+        "exported": ["best.onnx", "best.torchscript"],
+        "installs": [],
         "guarded": ["getaddrinfo example.com"],
     }
     assert (tmp_path / "config" / "Ultralytics" / "settings.json").is_file()

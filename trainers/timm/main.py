@@ -1,6 +1,7 @@
 """`python -m trainers.timm`: read the trainer environment, fetch the dataset (and on a retry the job's last
 checkpoint, to resume from), train, upload `last.pt` after every epoch, then `model.pt` (a plain
-state_dict) and `classes.json`, report done. Exit 0 when succeeded or cancelled, 1 on failure."""
+state_dict), `classes.json` and the exports the spec asks for, report done. Exit 0 when succeeded or
+cancelled, 1 on failure."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -19,6 +20,7 @@ from trainers import logs
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.datasets import download, safe_extract
 from trainers.env import TrainerEnv
+from trainers.exports import export_all
 from trainers.heartbeat import Heartbeat
 from trainers.resume import Progress, resume_point
 from trainers.weights import fetch_weights
@@ -33,7 +35,7 @@ log = logging.getLogger("trainers.timm")
 class Result:
     status: str
     reason: str | None = None
-    metrics: dict[str, float | int] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def run(env: TrainerEnv[TimmSpec], client: CallbackClient, heartbeat: Heartbeat, work: Path) -> Result:
@@ -42,7 +44,7 @@ def run(env: TrainerEnv[TimmSpec], client: CallbackClient, heartbeat: Heartbeat,
     # Imported only now: a job that cannot run fails fast, without paying for torch.
     import torch
 
-    from trainers.timm import checkpoint, training
+    from trainers.timm import checkpoint, export, training
 
     training.configure_threads()
     archive = download(env.dataset_url, work / "dataset.archive")
@@ -54,15 +56,18 @@ def run(env: TrainerEnv[TimmSpec], client: CallbackClient, heartbeat: Heartbeat,
     resume = resume_point(env, progress, work / "resume.pt", lambda path: checkpoint.read(path, env.spec))
     weights = None if resume is not None else _starting_weights(env, progress, work)
     last = work / "last.pt"
-    outcome = training.train(
-        env.spec,
-        root,
-        heartbeat.stop_requested,
-        progress,
-        resume=resume,
-        weights=weights,
-        on_checkpoint=lambda reached: progress.checkpoint(reached.save(last)),
-    )
+    try:
+        outcome = training.train(
+            env.spec,
+            root,
+            heartbeat.stop_requested,
+            progress,
+            resume=resume,
+            weights=weights,
+            on_checkpoint=lambda reached: progress.checkpoint(lambda: reached.save(last)),
+        )
+    finally:
+        progress.flush()  # every epoch reported before anything else goes out
     if outcome.stopped:
         return Result("cancelled", heartbeat.stop_reason, {"epochs": outcome.epochs_done})
     model_path, classes_path = work / "model.pt", work / "classes.json"
@@ -70,7 +75,11 @@ def run(env: TrainerEnv[TimmSpec], client: CallbackClient, heartbeat: Heartbeat,
     classes_path.write_text(json.dumps(outcome.classes))
     client.upload_artifact(model_path, "model.pt")
     client.upload_artifact(classes_path, "classes.json")
-    return Result("succeeded", metrics={**outcome.metrics, "epochs": outcome.epochs_done})
+    metrics: dict[str, Any] = {**outcome.metrics, "epochs": outcome.epochs_done}
+    exporter = export.exporter(env.spec, outcome.classes, outcome.state_dict, work)
+    if failed := export_all(env.spec.export, exporter, client, progress, heartbeat.stop_requested):
+        metrics["export_failed"] = failed
+    return Result("succeeded", metrics=metrics)
 
 
 def _starting_weights(

@@ -1,15 +1,17 @@
 """`python -m trainers.ultralytics`: read the trainer environment, fetch the dataset (and on a retry the job's
 last checkpoint, to resume from), train a YOLO model from its YAML, upload `last.pt` after every epoch, then
-`best.pt`, `last.pt`, `results.csv` and `args.yaml`, report done.
+`best.pt`, `last.pt`, `results.csv`, `args.yaml` and the exports the spec asks for, report done.
 Exit 0 when succeeded or cancelled, 1 on failure."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,6 +21,7 @@ from trainers import logs
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.datasets import download, safe_extract
 from trainers.env import TrainerEnv
+from trainers.exports import export_all
 from trainers.heartbeat import Heartbeat
 from trainers.resume import Progress, resume_point
 from trainers.ultralytics import data, offline
@@ -35,7 +38,7 @@ ARTIFACTS = ("weights/best.pt", "weights/last.pt", "results.csv", "args.yaml")
 class Result:
     status: str
     reason: str | None = None
-    metrics: dict[str, float | int] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def _dataset(env: TrainerEnv[UltralyticsSpec], work: Path) -> Path:
@@ -70,26 +73,35 @@ def run(env: TrainerEnv[UltralyticsSpec], client: CallbackClient, heartbeat: Hea
     offline.prepare(work / "ultralytics-config")
     offline.configure()
     # Imported only now: a job that cannot run fails fast, without paying for torch and Ultralytics.
-    from trainers.ultralytics import training
+    from trainers.ultralytics import export, training
 
     progress = Progress(client)
     resume = resume_point(env, progress, work / "resume" / "last.pt", read_resume_point)
     weights = None if resume is not None else fetch_weights(env, progress, work / "weights" / "weights.pt")
-    outcome = training.train(
-        env.spec,
-        dataset,
-        work / "runs",
-        heartbeat.stop_requested,
-        progress,
-        resume=resume,
-        weights=weights,
-        on_checkpoint=progress.checkpoint,
-    )
+    try:
+        outcome = training.train(
+            env.spec,
+            dataset,
+            work / "runs",
+            heartbeat.stop_requested,
+            progress,
+            resume=resume,
+            weights=weights,
+            # A copy to hand over: Ultralytics writes the next epoch's last.pt over its own.
+            on_checkpoint=lambda last: progress.checkpoint(
+                lambda: shutil.copyfile(last, work / "checkpoint.pt")
+            ),
+        )
+    finally:
+        progress.flush()  # every epoch reported before anything else goes out
     uploaded = upload_artifacts(client, outcome.save_dir)
     log.info("uploaded %s", ", ".join(uploaded) or "nothing")
-    metrics: dict[str, float | int] = {**outcome.metrics, "epochs": outcome.epochs_done}
+    metrics: dict[str, Any] = {**outcome.metrics, "epochs": outcome.epochs_done}
     if outcome.stopped:
         return Result("cancelled", heartbeat.stop_reason, metrics)
+    exporter = export.exporter(outcome.save_dir / "weights" / "best.pt")
+    if failed := export_all(env.spec.export, exporter, client, progress, heartbeat.stop_requested):
+        metrics["export_failed"] = failed
     return Result("succeeded", metrics=metrics)
 
 

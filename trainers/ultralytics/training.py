@@ -116,6 +116,24 @@ def device() -> str:
     return "0" if torch.cuda.is_available() else "cpu"
 
 
+def train_arguments(spec: UltralyticsSpec, data: Path, project: Path) -> dict[str, Any]:
+    """Ultralytics' `train()` arguments for a job: its hyperparameters over our defaults, and the ones the
+    trainer owns (folders, device, workers, no plots). The benchmark's direct runs pass the same ones."""
+    return {
+        **DEFAULTS,
+        **spec.hyperparameters,
+        "data": str(data),
+        "project": str(project.resolve()),
+        "name": RUN_NAME,
+        "exist_ok": True,
+        "workers": 0,
+        "device": device(),
+        "plots": False,
+        "verbose": False,
+        "val": True,
+    }
+
+
 def train(
     spec: UltralyticsSpec,
     data: Path,
@@ -132,7 +150,7 @@ def train(
     `offline.prepare` already."""
     from ultralytics import YOLO
 
-    arguments = {**DEFAULTS, **spec.hyperparameters}
+    arguments = train_arguments(spec, data, project)
     outcome = Outcome(save_dir=project / RUN_NAME)
     model = YOLO(spec.model, task=spec.task)
     EpochReporter(stop, on_epoch, outcome).register(model)
@@ -143,17 +161,6 @@ def train(
         arguments |= _resume_from(resume, model, outcome.save_dir.resolve())
     elif weights is not None:
         model.load(str(weights))
-    log.info("training %s (%s) on %s with %s", spec.model, spec.task, device(), arguments)
-    model.train(
-        data=str(data),
-        **arguments,
-        project=str(project.resolve()),
-        name=RUN_NAME,
-        exist_ok=True,
-        workers=0,
-        device=device(),
-        plots=False,
-        verbose=False,
-        val=True,
-    )
+    log.info("training %s (%s) with %s", spec.model, spec.task, arguments)
+    model.train(**arguments)
     return outcome

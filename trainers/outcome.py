@@ -1,6 +1,5 @@
 """How a trainer ends its attempt, whatever its framework: one `Result` (an exception becomes a failure with
-its reason), the heartbeat stopped, then `done`: the attempt's last word. The timm and Ultralytics trainers
-still carry their own copy of this; new trainers (dataset validation) use it."""
+its reason), the heartbeat stopped, then `done`: the attempt's last word."""
 
 from __future__ import annotations
 

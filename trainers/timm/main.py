@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +16,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from contracts.jobs import TimmSpec, dataset_mismatch
 from trainers import logs
-from trainers.callbacks import CallbackClient, CallbackError
+from trainers.callbacks import CallbackClient
 from trainers.datasets import download, safe_extract
 from trainers.env import TrainerEnv
 from trainers.exports import export_all
 from trainers.heartbeat import Heartbeat
+from trainers.outcome import Result, finish_attempt
 from trainers.resume import Progress, resume_point
 from trainers.weights import fetch_weights
 
@@ -29,13 +29,6 @@ if TYPE_CHECKING:  # imported at run time only once the job is known to be runna
     import torch
 
 log = logging.getLogger("trainers.timm")
-
-
-@dataclass(frozen=True)
-class Result:
-    status: str
-    reason: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def run(env: TrainerEnv[TimmSpec], client: CallbackClient, heartbeat: Heartbeat, work: Path) -> Result:
@@ -96,20 +89,9 @@ def main() -> int:
     env: TrainerEnv[TimmSpec] = TrainerEnv.from_environ(spec_model=TimmSpec)
     client = CallbackClient.from_env(env)
     heartbeat = Heartbeat(client, env.heartbeat_interval).start()
-    try:
-        try:
-            with tempfile.TemporaryDirectory(prefix="vtp-timm-") as work:
-                result = run(env, client, heartbeat, Path(work))
-        except Exception as exc:
-            log.exception("training failed")
-            result = Result("failed", f"{type(exc).__name__}: {exc}")
-        # `done` is the attempt's last word: no heartbeat may follow it.
-        heartbeat.close()
-        client.done(result.status, reason=result.reason, metrics=result.metrics)
-    except CallbackError as exc:
-        log.error("could not report the outcome: %s", exc)
-        return 1
-    finally:
-        heartbeat.close()
-        client.close()
-    return 1 if result.status == "failed" else 0
+
+    def attempt() -> Result:
+        with tempfile.TemporaryDirectory(prefix="vtp-timm-") as work:
+            return run(env, client, heartbeat, Path(work))
+
+    return finish_attempt(client, heartbeat, attempt)

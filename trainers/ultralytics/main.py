@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,12 @@ from pydantic import ValidationError
 from contracts.jobs import dataset_mismatch
 from contracts.ultralytics import UltralyticsSpec
 from trainers import logs
-from trainers.callbacks import CallbackClient, CallbackError
+from trainers.callbacks import CallbackClient
 from trainers.datasets import download, safe_extract
 from trainers.env import TrainerEnv
 from trainers.exports import export_all
 from trainers.heartbeat import Heartbeat
+from trainers.outcome import Result, finish_attempt
 from trainers.resume import Progress, resume_point
 from trainers.ultralytics import data, offline
 from trainers.ultralytics.resume import read_resume_point
@@ -32,13 +32,6 @@ log = logging.getLogger("trainers.ultralytics")
 
 # Uploaded in this order, those that exist; paths relative to the run folder.
 ARTIFACTS = ("weights/best.pt", "weights/last.pt", "results.csv", "args.yaml")
-
-
-@dataclass(frozen=True)
-class Result:
-    status: str
-    reason: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def _dataset(env: TrainerEnv[UltralyticsSpec], work: Path) -> Path:
@@ -128,15 +121,4 @@ def main() -> int:
         os.environ.get("TRACEPARENT") or None,
     )
     heartbeat = Heartbeat(client, float(os.environ.get("VTP_HEARTBEAT_INTERVAL", "5"))).start()
-    try:
-        result = attempt(client, heartbeat)
-        # `done` is the attempt's last word: no heartbeat may follow it.
-        heartbeat.close()
-        client.done(result.status, reason=result.reason, metrics=result.metrics)
-    except CallbackError as exc:
-        log.error("could not report the outcome: %s", exc)
-        return 1
-    finally:
-        heartbeat.close()
-        client.close()
-    return 1 if result.status == "failed" else 0
+    return finish_attempt(client, heartbeat, lambda: attempt(client, heartbeat))

@@ -14,7 +14,8 @@ from starlette.datastructures import FormData, UploadFile
 from services.api import datasets
 from services.api.datasets import Registered
 from services.api.deps import CurrentProject, IntakeDep, SessionDep, SettingsDep
-from services.api.errors import BadRequest, InvalidField, PayloadTooLarge
+from services.api.errors import BadRequest, InvalidField
+from services.api.routes.uploads import multipart_schema, refuse_oversized
 from services.api.schemas import (
     DatasetCreated,
     DatasetFromUpload,
@@ -26,28 +27,15 @@ from services.api.schemas import (
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
-# Room for the multipart framing and the small fields around the file; also the most a JSON body may be.
-MULTIPART_OVERHEAD = 64 * 1024
-
-UPLOAD_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["name", "format", "file"],
-                    "properties": {
-                        "name": {"type": "string", "maxLength": 100},
-                        "format": {"type": "string", "enum": list(datasets.DATASET_FORMATS)},
-                        "file": {"type": "string", "format": "binary", "description": ".zip or .tar.gz"},
-                    },
-                }
-            },
-            "application/json": {"schema": DatasetFromUpload.model_json_schema()},
-        },
-    }
-}
+UPLOAD_SCHEMA = multipart_schema(
+    ["name", "format", "file"],
+    {
+        "name": {"type": "string", "maxLength": 100},
+        "format": {"type": "string", "enum": list(datasets.DATASET_FORMATS)},
+        "file": {"type": "string", "format": "binary", "description": ".zip or .tar.gz"},
+    },
+    {"application/json": DatasetFromUpload.model_json_schema()},
+)
 
 
 def _text_field(form: FormData, name: str, max_length: int) -> str:
@@ -85,15 +73,10 @@ async def create_dataset(
     `labels/`. A new version (201) is VALIDATING until its validation job makes it READY or REJECTED; the same
     archive under the same name again answers its existing version (200, `created: false`)."""
     content_type = request.headers.get("content-type", "")
-    declared = request.headers.get("content-length")
-    limit = settings.max_dataset_bytes + MULTIPART_OVERHEAD
-    if content_type.startswith("application/json"):
-        limit = MULTIPART_OVERHEAD
-    # The body is read here, not by FastAPI, so an oversized upload is refused before it is read.
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"upload is {declared} bytes; the dataset limit is {settings.max_dataset_bytes} bytes"
-        )
+    # The body is read here, not by FastAPI, so an oversized upload is refused before it is read. A JSON body
+    # only names an upload: it gets the framing's room and no more.
+    file_limit = 0 if content_type.startswith("application/json") else settings.max_dataset_bytes
+    refuse_oversized(request, file_limit, "dataset")
     now = datetime.now(UTC)
     if content_type.startswith("application/json"):
         body = _json_body(await request.body())

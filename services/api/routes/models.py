@@ -10,31 +10,19 @@ from starlette.datastructures import UploadFile
 
 from services.api import weights
 from services.api.deps import CurrentProject, SessionDep, SettingsDep, StorageDep
-from services.api.errors import BadRequest, InvalidField, PayloadTooLarge
+from services.api.errors import BadRequest, InvalidField
+from services.api.routes.uploads import multipart_schema, refuse_oversized
 from services.api.schemas import ErrorOut, ModelOut, ModelPage
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
-# Room for the multipart framing and the name around the file.
-MULTIPART_OVERHEAD = 64 * 1024
-
-UPLOAD_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "name": {"type": "string", "maxLength": 100, "description": "default: the file's"},
-                        "file": {"type": "string", "format": "binary", "description": "a .pt (torch.save)"},
-                    },
-                }
-            }
-        },
-    }
-}
+UPLOAD_SCHEMA = multipart_schema(
+    ["file"],
+    {
+        "name": {"type": "string", "maxLength": 100, "description": "default: the file's"},
+        "file": {"type": "string", "format": "binary", "description": "a .pt (torch.save)"},
+    },
+)
 
 
 @router.post(
@@ -50,12 +38,8 @@ async def upload_model(
     """Upload weights (multipart `file`, `name`): timm, a state_dict (`model.pt` of a timm job) or a timm
     job's `last.pt`; Ultralytics, a checkpoint (`best.pt`, `yolo11n.pt`). A job starts from them with
     `"weights": <id>`; what fits its model is taken (a classifier head for other classes is not)."""
-    declared = request.headers.get("content-length")
     # The body is read here, not by FastAPI, so an oversized upload is refused before it is read.
-    if declared and declared.isdigit() and int(declared) > settings.max_model_bytes + MULTIPART_OVERHEAD:
-        raise PayloadTooLarge(
-            f"upload is {declared} bytes; the model limit is {settings.max_model_bytes} bytes"
-        )
+    refuse_oversized(request, settings.max_model_bytes, "model")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadRequest("send the model as multipart/form-data with a field file (and optionally name)")
     async with request.form(max_files=1, max_fields=5) as form:

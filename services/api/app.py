@@ -47,7 +47,7 @@ def _lifespan(settings: ApiSettings) -> Any:
         engine = make_engine(settings.database_url, pool_size=32, max_overflow=0, pre_ping=False)
         sessions = make_sessionmaker(engine)
         feed = EventFeed(js)
-        read_model = ReadModelConsumer(js, sessions)
+        read_model = ReadModelConsumer(js, engine)
         app.state.settings = settings
         app.state.nats = nc
         app.state.engine = engine

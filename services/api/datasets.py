@@ -359,7 +359,7 @@ def not_ready(dataset: Dataset) -> Conflict:
 # Read model: a dataset follows its validation job
 
 
-async def follow_validation(session: AsyncSession, event: JobEvent) -> None:
+async def follow_validation(conn: AsyncConnection, event: JobEvent) -> None:
     """When a dataset's validation job ends, record the verdict: READY or REJECTED (with the problems) when
     it succeeded, FAILED with the reason when it failed or was cancelled. Any other job's terminal event
     matches no dataset and changes nothing."""
@@ -381,7 +381,7 @@ async def follow_validation(session: AsyncSession, event: JobEvent) -> None:
         values = _failed(f"the validation job {ended}: {event.payload.get('reason') or 'no reason given'}")
     else:
         return
-    await repository.settle_validation(session, event.job_id, values)
+    await repository.settle_validation(conn, event.job_id, values)
 
 
 def _failed(reason: str) -> dict[str, Any]:

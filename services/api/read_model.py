@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import subjects
 from contracts.events import JobEvent
@@ -35,9 +35,11 @@ RETRY_DELAY = 1.0
 
 
 class ReadModelConsumer:
-    def __init__(self, js: JetStreamContext, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, js: JetStreamContext, engine: AsyncEngine) -> None:
         self._js = js
-        self._sessions = sessions
+        # Plain connections, not ORM sessions: an event is one Core statement, and at a few events a second
+        # each is a transaction of its own, so the session's per-statement overhead would be most of the cost.
+        self._engine = engine
         self._task: asyncio.Task[None] | None = None
         self._subscription: JetStreamContext.PushSubscription | None = None
         self._received: asyncio.Queue[Msg] = asyncio.Queue()
@@ -105,9 +107,9 @@ class ReadModelConsumer:
 
     async def _apply(self, events: list[tuple[Msg, JobEvent]]) -> None:
         try:
-            async with self._sessions() as session, session.begin():
+            async with self._engine.begin() as conn:
                 for _, event in events:
-                    await service.apply_event(session, event)
+                    await service.apply_event(conn, event)
         except IntegrityError as exc:
             if len(events) > 1:
                 # Some event of the batch can never apply: apply them one at a time to terminate only it.
@@ -154,8 +156,8 @@ class ReadModelConsumer:
             if self._applied.get(job_id, 0) >= version:
                 return True
             try:
-                async with self._sessions() as session:
-                    if await service.stored_version(session, job_id) >= version:
+                async with self._engine.connect() as conn:
+                    if await service.stored_version(conn, job_id) >= version:
                         return True
             except (SQLAlchemyError, OSError):
                 return False  # no database: deliver the event rather than hold the stream

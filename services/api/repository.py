@@ -29,8 +29,10 @@ _INSERT_JOB = (
 _INSERT_JOB_IF_MISSING = insert(jobs).on_conflict_do_nothing(index_elements=["id"])
 # The columns to set are the keys of the parameters; the version check and the write are one statement, so
 # api processes applying events of the same job concurrently cannot both pass the check.
-_UPDATE_JOB_IF_OLDER = update(jobs).where(
-    jobs.c.id == bindparam("p_job_id"), jobs.c.version < bindparam("p_version")
+_UPDATE_JOB_IF_OLDER = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("p_job_id"), jobs.c.version < bindparam("p_version"))
+    .returning(jobs.c.framework)
 )
 
 # Projects and keys
@@ -130,7 +132,7 @@ async def list_datasets(
     return list((await session.execute(statement)).scalars())
 
 
-async def settle_validation(session: AsyncSession, validation_job_id: str, values: dict[str, Any]) -> bool:
+async def settle_validation(conn: AsyncConnection, validation_job_id: str, values: dict[str, Any]) -> bool:
     """Record the outcome of a dataset's validation job, once: False when no dataset waits for this job."""
     statement = (
         update(datasets)
@@ -140,7 +142,7 @@ async def settle_validation(session: AsyncSession, validation_job_id: str, value
         )
         .values(**values)
     )
-    result = await session.execute(statement)
+    result = await conn.execute(statement)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -157,8 +159,8 @@ async def delete_jobs(conn: AsyncConnection, job_ids: list[str]) -> None:
     await conn.execute(delete(jobs).where(jobs.c.id.in_(job_ids)))
 
 
-async def insert_job_if_missing(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(_INSERT_JOB_IF_MISSING, values)
+async def insert_job_if_missing(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(_INSERT_JOB_IF_MISSING, values)
 
 
 async def job_by_idempotency_key(conn: AsyncConnection, project_id: str, key: str) -> Job | None:
@@ -173,22 +175,23 @@ async def get_job(session: AsyncSession, project_id: str, job_id: str) -> Job | 
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def job_exists(session: AsyncSession, job_id: str) -> bool:
+async def job_exists(conn: AsyncConnection, job_id: str) -> bool:
     statement = select(Job.id).where(Job.id == job_id)
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    return (await conn.execute(statement)).scalar_one_or_none() is not None
 
 
-async def job_version(session: AsyncSession, job_id: str) -> int:
+async def job_version(conn: AsyncConnection, job_id: str) -> int:
     statement = select(Job.version).where(Job.id == job_id)
-    return int((await session.execute(statement)).scalar_one_or_none() or 0)
+    return int((await conn.execute(statement)).scalar_one_or_none() or 0)
 
 
 async def update_job_if_older(
-    session: AsyncSession, job_id: str, version: int, values: dict[str, Any]
-) -> bool:
-    """Update the job unless it already holds `version` or a newer one; False when it does (or is unknown)."""
-    result = await session.execute(_UPDATE_JOB_IF_OLDER, {"p_job_id": job_id, "p_version": version, **values})
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    conn: AsyncConnection, job_id: str, version: int, values: dict[str, Any]
+) -> str | None:
+    """Update the job unless it already holds `version` or a newer one. The job's framework when it was
+    updated; None when it already held that version (or is unknown)."""
+    parameters = {"p_job_id": job_id, "p_version": version, **values}
+    return (await conn.execute(_UPDATE_JOB_IF_OLDER, parameters)).scalar_one_or_none()
 
 
 async def list_jobs(
@@ -220,7 +223,7 @@ async def list_jobs(
 # Artifacts
 
 
-async def upsert_artifact(session: AsyncSession, values: dict[str, Any]) -> None:
+async def upsert_artifact(conn: AsyncConnection, values: dict[str, Any]) -> None:
     statement = insert(Artifact).values(**values)
     statement = statement.on_conflict_do_update(
         index_elements=["job_id", "name"],
@@ -230,7 +233,7 @@ async def upsert_artifact(session: AsyncSession, values: dict[str, Any]) -> None
             "storage_key": statement.excluded.storage_key,
         },
     )
-    await session.execute(statement)
+    await conn.execute(statement)
 
 
 async def list_artifacts(session: AsyncSession, job_id: str) -> list[Artifact]:

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.commands import CancelJob, DatasetRef, SubmitJob
 from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
+from contracts.validation import VALIDATION_FRAMEWORK
 from services.api import datasets, repository, weights
 from services.api.cache import TtlCache
 from services.api.errors import Conflict, InvalidField, NotFound, Unauthorized
@@ -289,15 +290,15 @@ def _changes(event: JobEvent) -> dict[str, Any]:
     return changes
 
 
-async def apply_event(session: AsyncSession, event: JobEvent) -> bool:
+async def apply_event(conn: AsyncConnection, event: JobEvent) -> bool:
     """Apply one job event to the read model. Idempotent: an event at or below the stored version changes
     nothing (artifacts are keyed by name, so re-recording one is harmless). Returns whether it applied."""
     if event.type == EventType.ARTIFACT and event.payload.get("name"):
-        if not await repository.job_exists(session, event.job_id):
+        if not await repository.job_exists(conn, event.job_id):
             return False
         payload = event.payload
         await repository.upsert_artifact(
-            session,
+            conn,
             {
                 "job_id": event.job_id,
                 "name": payload["name"],
@@ -309,19 +310,19 @@ async def apply_event(session: AsyncSession, event: JobEvent) -> bool:
             },
         )
     changes = _changes(event)
-    applied = await repository.update_job_if_older(session, event.job_id, event.version, changes)
-    if not applied and event.type == EventType.SUBMITTED:
+    framework = await repository.update_job_if_older(conn, event.job_id, event.version, changes)
+    if framework is None and event.type == EventType.SUBMITTED:
         # Normally the row exists (written at submit); this covers a submit whose commit was lost.
-        await repository.insert_job_if_missing(session, _job_from_submitted(event))
-        applied = await repository.update_job_if_older(session, event.job_id, event.version, changes)
-    if applied and event.type.terminal:
-        await datasets.follow_validation(session, event)
-    return applied
+        await repository.insert_job_if_missing(conn, _job_from_submitted(event))
+        framework = await repository.update_job_if_older(conn, event.job_id, event.version, changes)
+    if framework == VALIDATION_FRAMEWORK and event.type.terminal:
+        await datasets.follow_validation(conn, event)
+    return framework is not None
 
 
-async def stored_version(session: AsyncSession, job_id: str) -> int:
+async def stored_version(conn: AsyncConnection, job_id: str) -> int:
     """The version of the last event the read model applied to the job (0: none, or no such job)."""
-    return await repository.job_version(session, job_id)
+    return await repository.job_version(conn, job_id)
 
 
 # Artifacts

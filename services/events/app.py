@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import nats as common_nats
 from services.common import storage, tokens
-from services.common.db import make_engine, make_sessionmaker
+from services.common.db import make_engine
 from services.common.startup import tune_garbage_collector
 from services.events import errors
 from services.events.handlers import run_job_status_consumer
@@ -38,7 +38,6 @@ def create_app(settings: EventsSettings) -> FastAPI:
         # No pre-ping: a dropped connection costs one heartbeat its stop answer, not every callback a round
         # trip (see make_engine).
         engine = make_engine(settings.database_url, pre_ping=False)
-        sessions = make_sessionmaker(engine)
         signer = storage.UrlSigner(settings.storage_signing_key, settings.events_url)
         local = storage.LocalStorage(settings.storage_dir, signer)
         app.state.token_verifier = tokens.TokenVerifier(tokens.load_public_key(settings.public_key_pem()))
@@ -49,7 +48,7 @@ def create_app(settings: EventsSettings) -> FastAPI:
         objects = storage.make_storage(settings)
         app.state.callbacks = CallbackService(js, status_reader, objects, settings.artifact_url_ttl)
         app.state.storage = StorageService(local, signer, settings.max_upload_bytes)
-        consumer = asyncio.create_task(run_job_status_consumer(js, sessions), name="events-job-status")
+        consumer = asyncio.create_task(run_job_status_consumer(js, engine), name="events-job-status")
         tune_garbage_collector()
         try:
             yield

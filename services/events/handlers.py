@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import subjects
 from contracts.events import JobEvent
@@ -52,7 +52,7 @@ async def ensure_job_status_consumer(js: JetStreamContext) -> None:
     await js.add_consumer(subjects.EVENTS_STREAM, config)
 
 
-async def apply_batch(sessions: async_sessionmaker, messages: list[Msg]) -> None:
+async def apply_batch(engine: AsyncEngine, messages: list[Msg]) -> None:
     events: list[tuple[Msg, JobEvent]] = []
     for msg in messages:
         try:
@@ -63,8 +63,8 @@ async def apply_batch(sessions: async_sessionmaker, messages: list[Msg]) -> None
     if not events:
         return
     try:
-        async with sessions() as session, session.begin():
-            await repository.apply_job_statuses(session, [event for _, event in events])
+        async with engine.begin() as conn:
+            await repository.apply_job_statuses(conn, [event for _, event in events])
     except (SQLAlchemyError, OSError) as exc:
         log.warning("job status update failed, redelivering %d events: %s", len(events), exc)
         for msg, _ in events:
@@ -74,7 +74,7 @@ async def apply_batch(sessions: async_sessionmaker, messages: list[Msg]) -> None
         await msg.ack()
 
 
-async def run_job_status_consumer(js: JetStreamContext, sessions: async_sessionmaker) -> None:
+async def run_job_status_consumer(js: JetStreamContext, engine: AsyncEngine) -> None:
     """Runs until cancelled."""
     await ensure_job_status_consumer(js)
     sub = await js.pull_subscribe_bind(
@@ -90,7 +90,7 @@ async def run_job_status_consumer(js: JetStreamContext, sessions: async_sessionm
                 log.warning("fetching job events failed: %s", exc)
                 await asyncio.sleep(RETRY_DELAY)
                 continue
-            await apply_batch(sessions, messages)
+            await apply_batch(engine, messages)
     finally:
         # A pull subscription left behind after a cancelled fetch makes the connection's drain hang.
         with contextlib.suppress(nats.errors.Error):

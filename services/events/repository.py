@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.events import JobEvent
 from services.events.models import JobStatus
@@ -34,7 +34,21 @@ async def get_job_status(conn: AsyncConnection, job_id: str) -> JobStatusRow | N
     return None if row is None else JobStatusRow(*row)
 
 
-async def apply_job_statuses(session: AsyncSession, events: list[JobEvent]) -> None:
+_UPSERT = insert(JobStatus)
+# Built once; executed with a list of rows, SQLAlchemy sends it as one multi-row INSERT.
+_UPSERT_JOB_STATUS = _UPSERT.on_conflict_do_update(
+    index_elements=[JobStatus.job_id],
+    set_={
+        "state": _UPSERT.excluded.state,
+        "attempt": _UPSERT.excluded.attempt,
+        "version": _UPSERT.excluded.version,
+        "updated_at": _UPSERT.excluded.updated_at,
+    },
+    where=JobStatus.version < _UPSERT.excluded.version,
+)
+
+
+async def apply_job_statuses(conn: AsyncConnection, events: list[JobEvent]) -> None:
     """Upsert each job's newest event in one statement; a row already at or past that version (redelivery,
     replay) stays as it is."""
     newest: dict[str, JobEvent] = {}
@@ -51,15 +65,4 @@ async def apply_job_statuses(session: AsyncSession, events: list[JobEvent]) -> N
         }
         for event in newest.values()
     ]
-    statement = insert(JobStatus).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[JobStatus.job_id],
-        set_={
-            "state": statement.excluded.state,
-            "attempt": statement.excluded.attempt,
-            "version": statement.excluded.version,
-            "updated_at": statement.excluded.updated_at,
-        },
-        where=JobStatus.version < statement.excluded.version,
-    )
-    await session.execute(statement)
+    await conn.execute(_UPSERT_JOB_STATUS, rows)

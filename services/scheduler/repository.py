@@ -42,15 +42,19 @@ _JOB_COLUMNS = (
 
 # Arrays, not expanding IN lists: one statement (and one prepared statement) whatever the batch size.
 _IDS = ARRAY(String)
+# Which of the batch's source messages each job has already recorded (redeliveries after a commit), read
+# along with the lock: one round trip per batch fewer.
+_RECORDED = (
+    select(func.array_agg(inputs.c.source))
+    .where(inputs.c.job_id == jobs.c.job_id, inputs.c.source == any_(bindparam("p_sources", type_=_IDS)))
+    .scalar_subquery()
+    .label("recorded")
+)
 _LOCK = (
-    select(*_JOB_COLUMNS)
+    select(*_JOB_COLUMNS, _RECORDED)
     .where(jobs.c.job_id == any_(bindparam("p_job_ids", type_=_IDS)))
     .order_by(jobs.c.job_id)
-    .with_for_update()
-)
-_SEEN = select(inputs.c.job_id, inputs.c.source).where(
-    inputs.c.job_id == any_(bindparam("p_job_ids", type_=_IDS)),
-    inputs.c.source == any_(bindparam("p_sources", type_=_IDS)),
+    .with_for_update(of=jobs)
 )
 _INSERT_JOB = insert(jobs)
 _UPDATE_JOB = (
@@ -106,21 +110,16 @@ def _mutable(job: Job) -> dict[str, Any]:
     }
 
 
-async def lock_jobs(conn: AsyncConnection, job_ids: Sequence[str]) -> dict[str, Job]:
-    """Load jobs and hold their row locks until the transaction ends, so inputs for one job apply one at a
-    time. Locked in job id order, so two transactions never wait on each other in a cycle."""
-    rows = (await conn.execute(_LOCK, {"p_job_ids": list(job_ids)})).all()
-    return {row.job_id: _to_job(row) for row in rows}
-
-
-async def recorded_sources(
+async def lock_jobs(
     conn: AsyncConnection, job_ids: Sequence[str], sources: Sequence[str]
-) -> set[tuple[str, str]]:
-    """Which of these (job, source message) inputs are already recorded: redeliveries after a commit."""
-    if not sources:
-        return set()
-    rows = await conn.execute(_SEEN, {"p_job_ids": list(job_ids), "p_sources": list(sources)})
-    return {(row.job_id, row.source) for row in rows}
+) -> tuple[dict[str, Job], set[tuple[str, str]]]:
+    """Load jobs and hold their row locks until the transaction ends, so inputs for one job apply one at a
+    time. Locked in job id order, so two transactions never wait on each other in a cycle.
+
+    Also which of these (job, source message) inputs are already recorded: redeliveries after a commit."""
+    rows = (await conn.execute(_LOCK, {"p_job_ids": list(job_ids), "p_sources": list(sources)})).all()
+    recorded = {(row.job_id, source) for row in rows for source in row.recorded or ()}
+    return {row.job_id: _to_job(row) for row in rows}, recorded
 
 
 def _new_job(job: Job) -> dict[str, Any]:

@@ -106,8 +106,7 @@ class SchedulerService:
         job_ids = list(dict.fromkeys(d.command.job_id for d in batch))
         sources = [d.source for d in batch if d.source is not None]
         async with self._engine.begin() as conn:
-            existing = await repository.lock_jobs(conn, job_ids)
-            seen = await repository.recorded_sources(conn, list(existing), sources) if existing else set()
+            existing, seen = await repository.lock_jobs(conn, job_ids, sources)
             plan = plan_batch(batch, existing, seen, self.policy)
             await self._publisher.publish([decision for _, decision in plan.applied])
             await repository.save_jobs(conn, existing, plan.states)

@@ -10,7 +10,7 @@ from contracts import subjects
 from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
 from services.api.read_model import ReadModelConsumer
-from services.common.db import make_engine, make_sessionmaker
+from services.common.db import make_engine
 from services.common.storage import LocalStorage, UrlSigner, artifact_key
 
 from .conftest import ApiServer, Project, eventually, job_reaches
@@ -177,7 +177,7 @@ async def test_one_event_that_can_never_apply_does_not_fail_its_batch(
     ]
     engine = make_engine(postgres_url, pool_size=1)
     try:
-        consumer = ReadModelConsumer(js, make_sessionmaker(engine))
+        consumer = ReadModelConsumer(js, engine)
         await consumer._handle(batch)  # type: ignore[arg-type]
     finally:
         await engine.dispose()

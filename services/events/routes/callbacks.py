@@ -14,53 +14,41 @@ from contracts.callbacks import (
     LogCallback,
     ProgressCallback,
 )
-from services.events.routes.deps import CallbackServiceDep, ClaimsDep, TraceDep
+from services.events.routes.deps import CallbackDep
 
 router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"])
 ACCEPTED = {"status_code": status.HTTP_202_ACCEPTED}
 
 
 @router.post("/heartbeat")
-async def heartbeat(
-    claims: ClaimsDep, service: CallbackServiceDep, trace: TraceDep, body: HeartbeatCallback | None = None
-) -> HeartbeatAnswer:
-    return await service.heartbeat(claims, trace)
+async def heartbeat(callback: CallbackDep, body: HeartbeatCallback | None = None) -> HeartbeatAnswer:
+    return await callback.service.heartbeat(callback.claims, callback.trace)
 
 
 @router.post("/progress", **ACCEPTED)
-async def progress(
-    body: ProgressCallback, claims: ClaimsDep, service: CallbackServiceDep, trace: TraceDep
-) -> dict[str, bool]:
-    await service.progress(claims, body, trace)
+async def progress(body: ProgressCallback, callback: CallbackDep) -> dict[str, bool]:
+    await callback.service.progress(callback.claims, body, callback.trace)
     return {"accepted": True}
 
 
 @router.post("/log", **ACCEPTED)
-async def log(
-    body: LogCallback, claims: ClaimsDep, service: CallbackServiceDep, trace: TraceDep
-) -> dict[str, bool]:
-    await service.log(claims, body, trace)
+async def log(body: LogCallback, callback: CallbackDep) -> dict[str, bool]:
+    await callback.service.log(callback.claims, body, callback.trace)
     return {"accepted": True}
 
 
 @router.post("/artifacts")
-async def request_artifact_upload(
-    body: ArtifactUploadRequest, claims: ClaimsDep, service: CallbackServiceDep
-) -> ArtifactUploadAnswer:
-    return await service.request_upload(claims, body)
+async def request_artifact_upload(body: ArtifactUploadRequest, callback: CallbackDep) -> ArtifactUploadAnswer:
+    return await callback.service.request_upload(callback.claims, body)
 
 
 @router.post("/artifacts/complete", **ACCEPTED)
-async def complete_artifact(
-    body: ArtifactCompleteCallback, claims: ClaimsDep, service: CallbackServiceDep, trace: TraceDep
-) -> dict[str, bool]:
-    await service.complete_artifact(claims, body, trace)
+async def complete_artifact(body: ArtifactCompleteCallback, callback: CallbackDep) -> dict[str, bool]:
+    await callback.service.complete_artifact(callback.claims, body, callback.trace)
     return {"accepted": True}
 
 
 @router.post("/done", **ACCEPTED)
-async def done(
-    body: DoneCallback, claims: ClaimsDep, service: CallbackServiceDep, trace: TraceDep
-) -> dict[str, bool]:
-    await service.done(claims, body, trace)
+async def done(body: DoneCallback, callback: CallbackDep) -> dict[str, bool]:
+    await callback.service.done(callback.claims, body, callback.trace)
     return {"accepted": True}

@@ -2,31 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from services.common.tokens import CallbackClaims
 from services.events.service import CallbackService, StorageService, Trace, verify_token
 
 
-async def _callback_service(request: Request) -> CallbackService:
-    return request.app.state.callbacks
+@dataclass(frozen=True)
+class Callback:
+    """What every callback route needs: the verified claims, the service and the trainer's trace context."""
+
+    claims: CallbackClaims
+    service: CallbackService
+    trace: Trace
+
+
+async def _callback(request: Request) -> Callback:
+    """`Authorization: Bearer <callback token>` (from the job's dispatch message) and `traceparent`."""
+    # Every trainer callback resolves this: one dependency reading the headers directly costs a callback
+    # measurably less CPU than one dependency (and header parameter) per part.
+    headers = request.headers
+    state = request.app.state
+    return Callback(
+        claims=verify_token(state.token_verifier, headers.get("authorization")),
+        service=state.callbacks,
+        trace=Trace(traceparent=headers.get("traceparent")),
+    )
 
 
 async def _storage_service(request: Request) -> StorageService:
     return request.app.state.storage
 
 
-async def _claims(request: Request, authorization: Annotated[str | None, Header()] = None) -> CallbackClaims:
-    return verify_token(request.app.state.token_verifier, authorization)
-
-
-async def _trace(traceparent: Annotated[str | None, Header()] = None) -> Trace:
-    return Trace(traceparent=traceparent)
-
-
-CallbackServiceDep = Annotated[CallbackService, Depends(_callback_service)]
+CallbackDep = Annotated[Callback, Depends(_callback)]
 StorageServiceDep = Annotated[StorageService, Depends(_storage_service)]
-ClaimsDep = Annotated[CallbackClaims, Depends(_claims)]
-TraceDep = Annotated[Trace, Depends(_trace)]

@@ -10,7 +10,10 @@ For each framework (yolo11n on a detection set, resnet18 on an imagefolder set; 
   upload after every epoch, the progress callbacks, the final artifacts. (Not the trainer process's exit
   after its `done`: the job is SUCCEEDED for its user by then. The direct run's wall time includes its exit.)
 
-It prints the wall time of each and their ratio, the per-epoch times, and the fixed per-job overhead:
+Runs alternate which goes first (direct, platform; then platform, direct; ...), so a machine that slows
+down or speeds up during the benchmark favours neither. It prints the median wall time of each, the median
+of the runs' ratios (each platform run against the direct run next to it), the per-epoch times, and the fixed
+per-job overhead:
 dispatch (QUEUED) -> first epoch reported, less one epoch, next to the direct run's start -> first epoch,
 less one epoch (the imports and set-up any training pays).
 
@@ -151,7 +154,9 @@ def median_timing(runs: list[Timing]) -> Timing:
     )
 
 
-def report(results: dict[str, tuple[Timing, Timing]], epochs: int, repeat: int) -> None:
+def report(
+    results: dict[str, tuple[Timing, Timing]], ratios: dict[str, float], epochs: int, repeat: int
+) -> None:
     print()
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"{epochs} epochs, 32 train + 8 val images of 64 px, median of {repeat}; seconds")
@@ -163,10 +168,11 @@ def report(results: dict[str, tuple[Timing, Timing]], epochs: int, repeat: int) 
     for name, (direct, platform) in results.items():
         dispatched = platform.phases["submit -> QUEUED"]
         print(
-            f"{name:10} {direct.wall:8.2f} {platform.wall:9.2f} {platform.wall / direct.wall:6.3f}   "
+            f"{name:10} {direct.wall:8.2f} {platform.wall:9.2f} {ratios[name]:6.3f}   "
             f"{direct.per_epoch:17.3f} {platform.per_epoch:9.3f}   "
             f"{direct.fixed():22.2f} {platform.fixed(dispatched):9.2f}"
         )
+    print("(ratio: median of each run's platform / direct wall time)")
     print("(fixed overhead: start -> first epoch less one epoch; on the platform from dispatch, QUEUED)")
     for name, (direct, platform) in results.items():
         phases = {**platform.phases, "direct: last epoch -> exit": direct.phases["last epoch -> exit"]}
@@ -200,18 +206,24 @@ async def run(args: argparse.Namespace) -> None:
                 for name in names:
                     spec = TRAININGS[name].spec(args.epochs)
                     dataset_id, data = datasets[name]
-                    print(f"[{i + 1}/{args.repeat}] {name}: direct …", flush=True)
-                    runs[name][0].append(await asyncio.to_thread(run_direct, spec, data))
-                    print(f"[{i + 1}/{args.repeat}] {name}: platform …", flush=True)
                     body = {**spec, "dataset": dataset_id, "pool": "local"}
-                    timing = await run_on_platform(api, watch, body, 120 + 30 * args.epochs)
-                    runs[name][1].append(timing)
-                    await asyncio.sleep(SETTLE_SECONDS)
+                    for way in ("direct", "platform") if i % 2 == 0 else ("platform", "direct"):
+                        print(f"[{i + 1}/{args.repeat}] {name}: {way} …", flush=True)
+                        if way == "direct":
+                            runs[name][0].append(await asyncio.to_thread(run_direct, spec, data))
+                        else:
+                            timing = await run_on_platform(api, watch, body, 120 + 30 * args.epochs)
+                            runs[name][1].append(timing)
+                            await asyncio.sleep(SETTLE_SECONDS)
         await watch.stop()
     medians = {
         name: (median_timing(direct), median_timing(queued)) for name, (direct, queued) in runs.items()
     }
-    report(medians, args.epochs, args.repeat)
+    ratios = {
+        name: statistics.median(p.wall / d.wall for d, p in zip(direct, queued, strict=True))
+        for name, (direct, queued) in runs.items()
+    }
+    report(medians, ratios, args.epochs, args.repeat)
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ class PoolSettings:
             monitor_url=env.get("NATS_MONITOR_URL", "http://127.0.0.1:8222"),
             pool=env.get("VTP_POOL", "local"),
             concurrency=max(1, int(env.get("VTP_POOL_CONCURRENCY", "1"))),
-            poll_interval=float(env.get("VTP_POOL_POLL_INTERVAL", "0.5")),
+            poll_interval=float(env.get("VTP_POOL_POLL_INTERVAL", "0.2")),
             stop_timeout=float(env.get("VTP_POOL_STOP_TIMEOUT", "30")),
         )
 

@@ -12,12 +12,20 @@ the start, the message is nak'ed with a delay for a later runner.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":
+    # A runner starts once per job, before its trainer: its start-up is every job's wait. nats-py imports
+    # aiohttp (for ws:// URLs; runners connect over nats:// or tls://) and httpx its command line (rich,
+    # click) whenever those are installed: about 0.3 s of each job's start, kept out of this process.
+    for _unused in ("aiohttp", "rich", "click"):
+        sys.modules.setdefault(_unused, None)
+
 import asyncio
 import contextlib
 import logging
 import os
 import signal
-import sys
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg

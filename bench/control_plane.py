@@ -19,24 +19,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import multiprocessing
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from nats.aio.msg import Msg
 
 from bench.harness import EventWatch, bench_setup, upload_dataset
 from bench.lean_http import LeanConnection, open_sse
 from contracts import subjects
 from contracts.dispatch import DispatchJob
 from services.common.nats import connect, ensure_pool_consumer, ensure_streams
+from services.scheduler.consumer import PullLoop
 
 SETTLE_SECONDS = 10
-WARM_UP_JOBS = 100
+WARM_UP_JOBS = 250
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -116,10 +118,17 @@ class LoadGeneratorTrainer:
         js = self.nc.jetstream()
         await ensure_streams(js)
         await ensure_pool_consumer(js, self.pool)
-        self.sub = await js.pull_subscribe_bind(
-            durable=subjects.pool_consumer(self.pool), stream=subjects.DISPATCH_STREAM
+        # One pull request open at a time, messages handled as they arrive (the scheduler's consumer loop):
+        # an idle load generator costs the platform's cores next to nothing; a busy one holds nothing back.
+        self._loop = PullLoop(
+            self.nc,
+            subjects.DISPATCH_STREAM,
+            subjects.pool_consumer(self.pool),
+            self._handle,
+            batch_size=64,
+            parallel=4,
         )
-        self._task = asyncio.create_task(self._run())
+        self._task = asyncio.create_task(self._loop.run())
 
     async def callback(self, job: DispatchJob, kind: str, body: dict) -> None:
         """POST one callback with this job's token, on a pooled keep-alive connection."""
@@ -145,17 +154,10 @@ class LoadGeneratorTrainer:
         await self.callback(job, "progress", {"epoch": 1, "epochs": 1, "metrics": {"train_loss": 0.1}})
         await self.callback(job, "done", {"status": "succeeded", "metrics": {"val_accuracy": 1.0}})
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                # A short wait: a long one would hold messages back and finish jobs in synchronized bursts,
-                # unlike a fleet of trainers, and those bursts would show up in the paced latencies.
-                msgs = await self.sub.fetch(batch=64, timeout=0.02)
-            except TimeoutError:
-                continue
-            jobs = [DispatchJob.model_validate_json(msg.data) for msg in msgs]
-            await asyncio.gather(*(self._finish(job) for job in jobs))
-            await asyncio.gather(*(msg.ack() for msg in msgs))
+    async def _handle(self, msgs: Sequence[Msg]) -> None:
+        jobs = [DispatchJob.model_validate_json(msg.data) for msg in msgs]
+        await asyncio.gather(*(self._finish(job) for job in jobs))
+        await asyncio.gather(*(msg.ack() for msg in msgs))
 
     async def wait_holding(self, count: int) -> None:
         while len(self.held) < count:  # noqa: ASYNC110 - polling a plain dict filled by the fetch loop
@@ -163,9 +165,8 @@ class LoadGeneratorTrainer:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._loop.stop()
+            await self._task
         await self.nc.close()
 
 
@@ -298,6 +299,7 @@ async def run(args: argparse.Namespace) -> None:
         warm_up_ids: set[str] = set()
         await paced(WARM_UP_JOBS, 50, lambda _: submitter.submit_into("bench", warm_up_ids))
         await watch.wait_for("succeeded", warm_up_ids, 120)
+        await asyncio.sleep(SETTLE_SECONDS)  # the warm-up's tail (read models, feeds) done first
 
         print(f"paced: {args.paced} submits at 50/s …", flush=True)
         paced_ids: set[str] = set()

@@ -1,6 +1,7 @@
 """The durable `api-read-model` consumer: keeps the jobs table current from VTP_EVENTS.
 
-Events that have arrived are applied in batches, in order, one transaction per batch. Ack after the batch is
+Events that have arrived are applied in batches, one transaction per batch, each job's in order (several of
+one job in a batch as one UPDATE where they can be, see `service.apply_job_events`). Ack after the batch is
 committed; nak with a delay when the database fails (transient); term a message that is not a JobEvent or
 that violates a constraint (permanent: it can never apply).
 """
@@ -107,9 +108,12 @@ class ReadModelConsumer:
 
     async def _apply(self, events: list[tuple[Msg, JobEvent]]) -> None:
         try:
+            by_job: dict[str, list[JobEvent]] = {}
+            for _, event in events:
+                by_job.setdefault(event.job_id, []).append(event)
             async with self._engine.begin() as conn:
-                for _, event in events:
-                    await service.apply_event(conn, event)
+                for job_events in by_job.values():
+                    await service.apply_job_events(conn, job_events)
         except IntegrityError as exc:
             if len(events) > 1:
                 # Some event of the batch can never apply: apply them one at a time to terminate only it.

@@ -320,6 +320,31 @@ async def apply_event(conn: AsyncConnection, event: JobEvent) -> bool:
     return framework is not None
 
 
+async def apply_job_events(conn: AsyncConnection, events: list[JobEvent]) -> None:
+    """Apply events of one job that arrived together (the scheduler publishes a decision's events at once:
+    `job.submitted` with `job.queued`, and a fast trainer's callbacks follow one another closely).
+
+    When the row holds none of them yet, which is the usual case, one UPDATE with their changes merged in
+    version order applies them all: each event sets values outright, so the newest value of each column is
+    what applying them one by one would leave. Otherwise (a redelivery, a row still missing, artifacts to
+    record) they apply one by one."""
+    ordered = sorted({event.version: event for event in events}.values(), key=lambda event: event.version)
+    if len(ordered) > 1 and not any(event.type == EventType.ARTIFACT for event in ordered):
+        merged: dict[str, Any] = {}
+        for event in ordered:
+            merged.update(_changes(event))
+        first = ordered[0]
+        framework = await repository.update_job_if_older(conn, first.job_id, first.version, merged)
+        if framework is not None:
+            if framework == VALIDATION_FRAMEWORK:
+                for event in ordered:
+                    if event.type.terminal:
+                        await datasets.follow_validation(conn, event)
+            return
+    for event in ordered:
+        await apply_event(conn, event)
+
+
 async def stored_version(conn: AsyncConnection, job_id: str) -> int:
     """The version of the last event the read model applied to the job (0: none, or no such job)."""
     return await repository.job_version(conn, job_id)

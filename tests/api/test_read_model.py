@@ -187,3 +187,52 @@ async def test_one_event_that_can_never_apply_does_not_fail_its_batch(
     recovered = (await project.client.get(f"/v1/jobs/{lost_id}")).json()
     assert (recovered["state"], recovered["version"]) == ("PENDING", 1)
     assert await consumer.caught_up(job["id"], 2, within=0)
+
+
+def job_event(job: dict, event_type: EventType, state: JobState, version: int, **payload: object) -> JobEvent:
+    return JobEvent(
+        job_id=job["id"],
+        project_id=job["project_id"],
+        type=event_type,
+        state=state,
+        attempt=1,
+        version=version,
+        time=datetime.now(UTC),
+        trace_id=job["trace_id"],
+        payload=payload,
+    )
+
+
+async def test_events_of_one_job_in_a_batch_apply_as_one_sequence(
+    project: Project, submit, js, postgres_url: str
+) -> None:
+    job = {**(await submit()), "project_id": project.id}
+    engine = make_engine(postgres_url, pool_size=1)
+    consumer = ReadModelConsumer(js, engine)
+    try:
+        # Out of order, as after a redelivery: applied in version order.
+        first = [
+            RecordedMessage(job_event(job, EventType.SUBMITTED, JobState.PENDING, 1)),
+            RecordedMessage(job_event(job, EventType.RUNNING, JobState.RUNNING, 3)),
+            RecordedMessage(job_event(job, EventType.QUEUED, JobState.QUEUED, 2)),
+        ]
+        await consumer._handle(first)  # type: ignore[arg-type]
+        running = (await project.client.get(f"/v1/jobs/{job['id']}")).json()
+        assert (running["state"], running["version"]) == ("RUNNING", 3)
+
+        # Partly applied already (version 3 is stored): the rest still applies, and nothing goes back.
+        metrics = {"train_loss": 0.5}
+        second = [
+            RecordedMessage(job_event(job, EventType.RUNNING, JobState.RUNNING, 3)),
+            RecordedMessage(
+                job_event(job, EventType.PROGRESS, JobState.RUNNING, 4, epoch=1, epochs=2, metrics=metrics)
+            ),
+            RecordedMessage(job_event(job, EventType.RETRYING, JobState.QUEUED, 5, reason="lost the node")),
+        ]
+        await consumer._handle(second)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+    assert all(message.settled == ["ack"] for message in first + second)
+    retrying = (await project.client.get(f"/v1/jobs/{job['id']}")).json()
+    assert (retrying["state"], retrying["version"], retrying["reason"]) == ("QUEUED", 5, "lost the node")
+    assert retrying["metrics"] == {"epoch": 1, "epochs": 2, "train_loss": 0.5}

@@ -1,14 +1,21 @@
-"""How a trainer ends its attempt, whatever its framework: one `Result` (an exception becomes a failure with
-its reason), the heartbeat stopped, then `done`: the attempt's last word."""
+"""How a trainer runs and ends its attempt, whatever its framework: one `Result` (an exception becomes a
+failure with its reason), the heartbeat stopped, then `done`: the attempt's last word."""
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
+from trainers import logs
 from trainers.callbacks import CallbackClient, CallbackError
+from trainers.env import TrainerEnv
 from trainers.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -40,3 +47,38 @@ def finish_attempt(client: CallbackClient, heartbeat: Heartbeat, attempt: Callab
         heartbeat.close()
         client.close()
     return 1 if result.status == "failed" else 0
+
+
+SpecT = TypeVar("SpecT")
+Run = Callable[[TrainerEnv[SpecT], CallbackClient, Heartbeat, Path], Result]
+
+
+def run_trainer(name: str, spec_model: type[SpecT], run: Run[SpecT]) -> int:
+    """A trainer process (`python -m trainers.<name>`): heartbeat from the start, `run` in a work folder of
+    its own, the result reported as `done` (see `finish_attempt`); the exit status. A spec this trainer
+    cannot run fails the attempt with a reason naming each bad field."""
+    logs.configure()
+    # From the environment directly: the callback URL and token are needed to report a spec refused.
+    client = CallbackClient(
+        os.environ["VTP_CALLBACK_URL"],
+        os.environ["VTP_CALLBACK_TOKEN"],
+        os.environ.get("TRACEPARENT") or None,
+    )
+    heartbeat = Heartbeat(client, float(os.environ.get("VTP_HEARTBEAT_INTERVAL", "5"))).start()
+
+    def attempt() -> Result:
+        try:
+            env: TrainerEnv[SpecT] = TrainerEnv.from_environ(spec_model=spec_model)
+        except ValidationError as exc:
+            log.error("%s", spec_problems(exc))
+            return Result("failed", spec_problems(exc))
+        with tempfile.TemporaryDirectory(prefix=f"vtp-{name}-") as work:
+            return run(env, client, heartbeat, Path(work))
+
+    return finish_attempt(client, heartbeat, attempt)
+
+
+def spec_problems(exc: ValidationError) -> str:
+    """One line per problem, each naming its field: the reason a refused spec fails the job with."""
+    lines = [f"{'.'.join(str(part) for part in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()]
+    return "invalid job spec: " + "; ".join(lines)

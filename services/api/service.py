@@ -290,12 +290,12 @@ def _changes(event: JobEvent) -> dict[str, Any]:
     return changes
 
 
-async def apply_event(conn: AsyncConnection, event: JobEvent) -> bool:
+async def apply_event(conn: AsyncConnection, event: JobEvent) -> None:
     """Apply one job event to the read model. Idempotent: an event at or below the stored version changes
-    nothing (artifacts are keyed by name, so re-recording one is harmless). Returns whether it applied."""
+    nothing (artifacts are keyed by name, so re-recording one is harmless)."""
     if event.type == EventType.ARTIFACT and event.payload.get("name"):
         if not await repository.job_exists(conn, event.job_id):
-            return False
+            return
         payload = event.payload
         await repository.upsert_artifact(
             conn,
@@ -315,9 +315,7 @@ async def apply_event(conn: AsyncConnection, event: JobEvent) -> bool:
         # Normally the row exists (written at submit); this covers a submit whose commit was lost.
         await repository.insert_job_if_missing(conn, _job_from_submitted(event))
         framework = await repository.update_job_if_older(conn, event.job_id, event.version, changes)
-    if framework == VALIDATION_FRAMEWORK and event.type.terminal:
-        await datasets.follow_validation(conn, event)
-    return framework is not None
+    await _follow_validation(conn, framework, [event])
 
 
 async def apply_job_events(conn: AsyncConnection, events: list[JobEvent]) -> None:
@@ -336,13 +334,19 @@ async def apply_job_events(conn: AsyncConnection, events: list[JobEvent]) -> Non
         first = ordered[0]
         framework = await repository.update_job_if_older(conn, first.job_id, first.version, merged)
         if framework is not None:
-            if framework == VALIDATION_FRAMEWORK:
-                for event in ordered:
-                    if event.type.terminal:
-                        await datasets.follow_validation(conn, event)
+            await _follow_validation(conn, framework, ordered)
             return
     for event in ordered:
         await apply_event(conn, event)
+
+
+async def _follow_validation(conn: AsyncConnection, framework: str | None, events: list[JobEvent]) -> None:
+    """A dataset validation job's end, among the events just applied, settles its dataset."""
+    if framework != VALIDATION_FRAMEWORK:
+        return
+    for event in events:
+        if event.type.terminal:
+            await datasets.follow_validation(conn, event)
 
 
 async def stored_version(conn: AsyncConnection, job_id: str) -> int:

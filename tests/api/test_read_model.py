@@ -148,32 +148,35 @@ class RecordedMessage:
         self.settled.append("nak")
 
 
+def job_event(job: dict, event_type: EventType, state: JobState, version: int, **payload: object) -> JobEvent:
+    return JobEvent(
+        job_id=job["id"],
+        project_id=job["project_id"],
+        type=event_type,
+        state=state,
+        attempt=1,
+        version=version,
+        time=datetime.now(UTC),
+        trace_id=job["trace_id"],
+        payload=payload,
+    )
+
+
 async def test_one_event_that_can_never_apply_does_not_fail_its_batch(
     project: Project, submit, js, postgres_url: str
 ) -> None:
-    job = await submit()
+    job = {**(await submit()), "project_id": project.id}
     lost_id = uuid.uuid4().hex
-
-    def event(job_id: str, project_id: str, event_type: EventType, state: JobState, version: int) -> JobEvent:
-        return JobEvent(
-            job_id=job_id,
-            project_id=project_id,
-            type=event_type,
-            state=state,
-            attempt=1,
-            version=version,
-            time=datetime.now(UTC),
-            trace_id=job["trace_id"],
-            payload={},
-        )
+    orphan = {**job, "id": "0" * 32, "project_id": "no-such-project"}
+    lost = {**job, "id": lost_id}
 
     batch = [
-        RecordedMessage(event(job["id"], project.id, EventType.SUBMITTED, JobState.PENDING, 1)),
-        RecordedMessage(event("0" * 32, "no-such-project", EventType.SUBMITTED, JobState.PENDING, 1)),
-        RecordedMessage(event(job["id"], project.id, EventType.QUEUED, JobState.QUEUED, 2)),
-        RecordedMessage(event(job["id"], project.id, EventType.QUEUED, JobState.QUEUED, 2)),  # a redelivery
+        RecordedMessage(job_event(job, EventType.SUBMITTED, JobState.PENDING, 1)),
+        RecordedMessage(job_event(orphan, EventType.SUBMITTED, JobState.PENDING, 1)),
+        RecordedMessage(job_event(job, EventType.QUEUED, JobState.QUEUED, 2)),
+        RecordedMessage(job_event(job, EventType.QUEUED, JobState.QUEUED, 2)),  # a redelivery
         # A job whose submit commit was lost: its job.submitted event makes the row.
-        RecordedMessage(event(lost_id, project.id, EventType.SUBMITTED, JobState.PENDING, 1)),
+        RecordedMessage(job_event(lost, EventType.SUBMITTED, JobState.PENDING, 1)),
     ]
     engine = make_engine(postgres_url, pool_size=1)
     try:
@@ -187,20 +190,6 @@ async def test_one_event_that_can_never_apply_does_not_fail_its_batch(
     recovered = (await project.client.get(f"/v1/jobs/{lost_id}")).json()
     assert (recovered["state"], recovered["version"]) == ("PENDING", 1)
     assert await consumer.caught_up(job["id"], 2, within=0)
-
-
-def job_event(job: dict, event_type: EventType, state: JobState, version: int, **payload: object) -> JobEvent:
-    return JobEvent(
-        job_id=job["id"],
-        project_id=job["project_id"],
-        type=event_type,
-        state=state,
-        attempt=1,
-        version=version,
-        time=datetime.now(UTC),
-        trace_id=job["trace_id"],
-        payload=payload,
-    )
 
 
 async def test_events_of_one_job_in_a_batch_apply_as_one_sequence(

@@ -110,7 +110,7 @@ def test_missing_data_yaml_and_imagefolder_layout(tmp_path):
 
 
 def test_a_refused_spec_becomes_one_readable_reason():
-    from trainers.ultralytics.main import spec_problems
+    from trainers.outcome import spec_problems
 
     with pytest.raises(ValidationError) as caught:
         UltralyticsSpec.model_validate(

@@ -8,20 +8,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from contracts.jobs import TimmSpec, dataset_mismatch
-from trainers import logs
 from trainers.callbacks import CallbackClient
 from trainers.datasets import download, safe_extract
 from trainers.env import TrainerEnv
 from trainers.exports import export_all
 from trainers.heartbeat import Heartbeat
-from trainers.outcome import Result, finish_attempt
+from trainers.outcome import Result, run_trainer
 from trainers.resume import Progress, resume_point
 from trainers.weights import fetch_weights
 
@@ -85,13 +83,4 @@ def _starting_weights(
 
 
 def main() -> int:
-    logs.configure()
-    env: TrainerEnv[TimmSpec] = TrainerEnv.from_environ(spec_model=TimmSpec)
-    client = CallbackClient.from_env(env)
-    heartbeat = Heartbeat(client, env.heartbeat_interval).start()
-
-    def attempt() -> Result:
-        with tempfile.TemporaryDirectory(prefix="vtp-timm-") as work:
-            return run(env, client, heartbeat, Path(work))
-
-    return finish_attempt(client, heartbeat, attempt)
+    return run_trainer("timm", TimmSpec, run)

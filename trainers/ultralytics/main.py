@@ -6,23 +6,18 @@ Exit 0 when succeeded or cancelled, 1 on failure."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from contracts.jobs import dataset_mismatch
 from contracts.ultralytics import UltralyticsSpec
-from trainers import logs
 from trainers.callbacks import CallbackClient
 from trainers.datasets import download, safe_extract
 from trainers.env import TrainerEnv
 from trainers.exports import export_all
 from trainers.heartbeat import Heartbeat
-from trainers.outcome import Result, finish_attempt
+from trainers.outcome import Result, run_trainer
 from trainers.resume import Progress, resume_point
 from trainers.ultralytics import data, offline
 from trainers.ultralytics.resume import read_resume_point
@@ -41,12 +36,6 @@ def _dataset(env: TrainerEnv[UltralyticsSpec], work: Path) -> Path:
     root = safe_extract(archive, work / "dataset")
     archive.unlink()
     return data.classify_data(root) if env.spec.task == "classify" else data.yolo_data(root)
-
-
-def spec_problems(exc: ValidationError) -> str:
-    """One line per problem, each naming its field: the reason a refused spec fails the job with."""
-    lines = [f"{'.'.join(str(part) for part in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()]
-    return "invalid job spec: " + "; ".join(lines)
 
 
 def upload_artifacts(client: CallbackClient, run_dir: Path) -> list[str]:
@@ -98,27 +87,5 @@ def run(env: TrainerEnv[UltralyticsSpec], client: CallbackClient, heartbeat: Hea
     return Result("succeeded", metrics=metrics)
 
 
-def attempt(client: CallbackClient, heartbeat: Heartbeat) -> Result:
-    """This attempt's outcome; every failure, a refused spec included, becomes a result to report."""
-    try:
-        env: TrainerEnv[UltralyticsSpec] = TrainerEnv.from_environ(spec_model=UltralyticsSpec)
-    except ValidationError as exc:
-        log.error("%s", spec_problems(exc))
-        return Result("failed", spec_problems(exc))
-    try:
-        with tempfile.TemporaryDirectory(prefix="vtp-ultralytics-") as work:
-            return run(env, client, heartbeat, Path(work))
-    except Exception as exc:
-        log.exception("training failed")
-        return Result("failed", f"{type(exc).__name__}: {exc}")
-
-
 def main() -> int:
-    logs.configure()
-    client = CallbackClient(
-        os.environ["VTP_CALLBACK_URL"],
-        os.environ["VTP_CALLBACK_TOKEN"],
-        os.environ.get("TRACEPARENT") or None,
-    )
-    heartbeat = Heartbeat(client, float(os.environ.get("VTP_HEARTBEAT_INTERVAL", "5"))).start()
-    return finish_attempt(client, heartbeat, lambda: attempt(client, heartbeat))
+    return run_trainer("ultralytics", UltralyticsSpec, run)

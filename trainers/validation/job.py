@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from contracts.datasets import DATASET_FORMATS
 from contracts.validation import REPORT_ARTIFACT, DatasetValidationSpec, ValidationLimits
-from trainers import logs
 from trainers.callbacks import CallbackClient
 from trainers.datasets import download
 from trainers.env import TrainerEnv
 from trainers.heartbeat import Heartbeat
-from trainers.outcome import Result, finish_attempt
+from trainers.outcome import Result, run_trainer
 from trainers.validation.limits import DEFAULT_LIMITS, Limits
 from trainers.validation.report import ValidationReport
 from trainers.validation.validate import validate_archive
@@ -75,13 +73,4 @@ def run(
 
 
 def main() -> int:
-    logs.configure()
-    env: TrainerEnv[DatasetValidationSpec] = TrainerEnv.from_environ(spec_model=DatasetValidationSpec)
-    client = CallbackClient.from_env(env)
-    heartbeat = Heartbeat(client, env.heartbeat_interval).start()
-
-    def attempt() -> Result:
-        with tempfile.TemporaryDirectory(prefix="vtp-validation-") as work:
-            return run(env, client, heartbeat, Path(work))
-
-    return finish_attempt(client, heartbeat, attempt)
+    return run_trainer("validation", DatasetValidationSpec, run)

@@ -8,11 +8,28 @@ than an ORM session.
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    Table,
+    TextClause,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts.validation import VALIDATION_FRAMEWORK
@@ -21,11 +38,6 @@ from services.api.models import ApiKey, Artifact, Dataset, DatasetStatus, Job, P
 jobs: Table = Job.__table__  # type: ignore[assignment]
 datasets: Table = Dataset.__table__  # type: ignore[assignment]
 
-# Of two racing submits with the same idempotency key, ON CONFLICT makes the second wait for the first to
-# commit, then insert nothing.
-_INSERT_JOB = (
-    insert(jobs).on_conflict_do_nothing(index_elements=["project_id", "idempotency_key"]).returning(jobs.c.id)
-)
 _INSERT_JOB_IF_MISSING = insert(jobs).on_conflict_do_nothing(index_elements=["id"])
 # The columns to set are the keys of the parameters; the version check and the write are one statement, so
 # api processes applying events of the same job concurrently cannot both pass the check.
@@ -150,9 +162,10 @@ async def settle_validation(conn: AsyncConnection, validation_job_id: str, value
 
 
 async def insert_jobs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert job rows in one statement; the ids of those inserted (a row whose project already has a job
-    with its idempotency key is not)."""
-    return set((await conn.execute(_INSERT_JOB, rows)).scalars())
+    """Insert job rows (all with the same keys) in one statement; the ids of those inserted (a row whose
+    project already has a job with its idempotency key is not)."""
+    columns = tuple(rows[0])
+    return set((await conn.execute(_insert_rows(columns), _arrays(columns, rows))).scalars())
 
 
 async def delete_jobs(conn: AsyncConnection, job_ids: list[str]) -> None:
@@ -192,6 +205,94 @@ async def update_job_if_older(
     updated; None when it already held that version (or is unknown)."""
     parameters = {"p_job_id": job_id, "p_version": version, **values}
     return (await conn.execute(_UPDATE_JOB_IF_OLDER, parameters)).scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class RowUpdate:
+    """Set `changes` on a job's row unless it already holds version `first_version` or a newer one."""
+
+    job_id: str
+    first_version: int
+    changes: dict[str, Any]
+
+
+async def update_jobs_if_older(conn: AsyncConnection, updates: list[RowUpdate]) -> dict[str, str]:
+    """Apply many `RowUpdate`s, one statement per set of columns changed. The framework of each job updated,
+    by id; a job left out already held that version (or is unknown)."""
+    groups: dict[tuple[str, ...], list[RowUpdate]] = {}
+    for row in updates:
+        groups.setdefault(tuple(sorted(row.changes)), []).append(row)
+    updated: dict[str, str] = {}
+    for columns, rows in groups.items():
+        parameters = {
+            "p_job_id": [row.job_id for row in rows],
+            "p_version": [row.first_version for row in rows],
+            **_arrays(columns, [row.changes for row in rows]),
+        }
+        result = await conn.execute(_update_rows(columns), parameters)
+        updated.update({job_id: framework for job_id, framework in result})
+    return updated
+
+
+# Many rows in one statement: each column travels as one array and `unnest` turns the arrays back into rows.
+# Unlike a multi-row VALUES list, the statement's text is the same whatever the number of rows, so a pooled
+# connection prepares it once (a new text per batch size costs a prepare, a round trip and a plan, per batch).
+# JSON travels as text and is cast back: one codec, no guessing.
+
+
+def _sql_type(column: str) -> str:
+    kind = jobs.c[column].type
+    if isinstance(kind, JSONB):
+        return "jsonb"
+    if isinstance(kind, DateTime):
+        return "timestamptz"
+    if isinstance(kind, Integer):
+        return "int"
+    return "text"
+
+
+def _unnest(columns: Sequence[str], extra: Sequence[tuple[str, str]] = ()) -> str:
+    """`unnest(...) AS v(...)` over array parameters named like the columns (`extra`: (name, type) pairs)."""
+    typed = [*extra, *((column, _sql_type(column)) for column in columns)]
+    arrays = ", ".join(f"CAST(:{name} AS {'text' if kind == 'jsonb' else kind}[])" for name, kind in typed)
+    return f"unnest({arrays}) AS v({', '.join(name for name, _ in typed)})"
+
+
+def _value(column: str) -> str:
+    return f"v.{column}::jsonb" if _sql_type(column) == "jsonb" else f"v.{column}"
+
+
+def _arrays(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    arrays: dict[str, list[Any]] = {}
+    for column in columns:
+        values = [row[column] for row in rows]
+        if _sql_type(column) == "jsonb":
+            values = [None if value is None else json.dumps(value) for value in values]
+        arrays[column] = values
+    return arrays
+
+
+@functools.cache
+def _insert_rows(columns: tuple[str, ...]) -> TextClause:
+    """Insert rows, skipping one whose project already has a job with its idempotency key (of two racing
+    submits with the same key, ON CONFLICT makes the second wait for the first to commit, then insert
+    nothing); returns the ids inserted."""
+    return text(
+        f"INSERT INTO {jobs.name} ({', '.join(columns)}) "
+        f"SELECT {', '.join(_value(column) for column in columns)} FROM {_unnest(columns)} "
+        "ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING id"
+    )
+
+
+@functools.cache
+def _update_rows(columns: tuple[str, ...]) -> TextClause:
+    """Set `columns` on many rows, each under the version check of `update_job_if_older`."""
+    assignments = ", ".join(f"{column} = {_value(column)}" for column in columns)
+    source = _unnest(columns, extra=[("p_job_id", "text"), ("p_version", "int")])
+    return text(
+        f"UPDATE {jobs.name} AS j SET {assignments} FROM {source} "
+        "WHERE j.id = v.p_job_id AND j.version < v.p_version RETURNING j.id, j.framework"
+    )
 
 
 async def list_jobs(

@@ -319,25 +319,45 @@ async def apply_event(conn: AsyncConnection, event: JobEvent) -> None:
 
 
 async def apply_job_events(conn: AsyncConnection, events: list[JobEvent]) -> None:
-    """Apply events of one job that arrived together (the scheduler publishes a decision's events at once:
-    `job.submitted` with `job.queued`, and a fast trainer's callbacks follow one another closely).
+    """Apply events that arrived together, of any number of jobs (the scheduler publishes a decision's
+    events at once: `job.submitted` with `job.queued`; a fast trainer's callbacks follow one another closely).
 
-    When the row holds none of them yet, which is the usual case, one UPDATE with their changes merged in
-    version order applies them all: each event sets values outright, so the newest value of each column is
-    what applying them one by one would leave. Otherwise (a redelivery, a row still missing, artifacts to
-    record) they apply one by one."""
-    ordered = sorted({event.version: event for event in events}.values(), key=lambda event: event.version)
-    if len(ordered) > 1 and not any(event.type == EventType.ARTIFACT for event in ordered):
-        merged: dict[str, Any] = {}
+    When a job's row holds none of its events yet, which is the usual case, their changes merged in version
+    order apply as one row update: each event sets values outright, so the newest value of each column is
+    what applying them one by one would leave. Those row updates go to the database together, one statement
+    per set of columns changed. The rest (a redelivery, a row still missing, artifacts) apply one by one.
+    """
+    by_job: dict[str, dict[int, JobEvent]] = {}
+    for event in events:
+        by_job.setdefault(event.job_id, {})[event.version] = event
+    merged: dict[str, list[JobEvent]] = {}
+    one_by_one: list[list[JobEvent]] = []
+    for job_id, versions in by_job.items():
+        ordered = [versions[version] for version in sorted(versions)]
+        if any(event.type == EventType.ARTIFACT for event in ordered):
+            one_by_one.append(ordered)
+        else:
+            merged[job_id] = ordered
+    updates = [
+        repository.RowUpdate(job_id, ordered[0].version, _merged_changes(ordered))
+        for job_id, ordered in merged.items()
+    ]
+    frameworks = await repository.update_jobs_if_older(conn, updates)
+    for job_id, ordered in merged.items():
+        if job_id in frameworks:
+            await _follow_validation(conn, frameworks[job_id], ordered)
+        else:
+            one_by_one.append(ordered)
+    for ordered in one_by_one:
         for event in ordered:
-            merged.update(_changes(event))
-        first = ordered[0]
-        framework = await repository.update_job_if_older(conn, first.job_id, first.version, merged)
-        if framework is not None:
-            await _follow_validation(conn, framework, ordered)
-            return
+            await apply_event(conn, event)
+
+
+def _merged_changes(ordered: list[JobEvent]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
     for event in ordered:
-        await apply_event(conn, event)
+        merged.update(_changes(event))
+    return merged
 
 
 async def _follow_validation(conn: AsyncConnection, framework: str | None, events: list[JobEvent]) -> None:

@@ -225,3 +225,53 @@ async def test_events_of_one_job_in_a_batch_apply_as_one_sequence(
     retrying = (await project.client.get(f"/v1/jobs/{job['id']}")).json()
     assert (retrying["state"], retrying["version"], retrying["reason"]) == ("QUEUED", 5, "lost the node")
     assert retrying["metrics"] == {"epoch": 1, "epochs": 2, "train_loss": 0.5}
+
+
+async def test_a_batch_of_many_jobs_applies_each_jobs_changes_only_to_it(
+    project: Project, submit, js, postgres_url: str
+) -> None:
+    queued, progressed, succeeded, failed = [{**(await submit()), "project_id": project.id} for _ in range(4)]
+    engine = make_engine(postgres_url, pool_size=1)
+    consumer = ReadModelConsumer(js, engine)
+    try:
+        # Different columns change per job (metrics, final metrics, reason), interleaved as on the stream.
+        batch = [
+            RecordedMessage(job_event(job, EventType.SUBMITTED, JobState.PENDING, 1))
+            for job in (queued, progressed, succeeded, failed)
+        ] + [
+            RecordedMessage(job_event(queued, EventType.QUEUED, JobState.QUEUED, 2)),
+            RecordedMessage(job_event(progressed, EventType.RUNNING, JobState.RUNNING, 2)),
+            RecordedMessage(job_event(succeeded, EventType.RUNNING, JobState.RUNNING, 2)),
+            RecordedMessage(
+                job_event(
+                    progressed,
+                    EventType.PROGRESS,
+                    JobState.RUNNING,
+                    3,
+                    epoch=1,
+                    epochs=3,
+                    metrics={"loss": 2},
+                )
+            ),
+            RecordedMessage(
+                job_event(
+                    succeeded, EventType.SUCCEEDED, JobState.SUCCEEDED, 3, metrics={"val_accuracy": 0.5}
+                )
+            ),
+            RecordedMessage(job_event(failed, EventType.FAILED, JobState.FAILED, 2, reason="out of memory")),
+        ]
+        await consumer._handle(batch)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+    assert all(message.settled == ["ack"] for message in batch)
+
+    async def stored(job: dict) -> tuple:
+        row = (await project.client.get(f"/v1/jobs/{job['id']}")).json()
+        return row["state"], row["version"], row["metrics"], row["final_metrics"], row["reason"]
+
+    assert await stored(queued) == ("QUEUED", 2, None, None, None)
+    assert await stored(progressed) == ("RUNNING", 3, {"epoch": 1, "epochs": 3, "loss": 2}, None, None)
+    assert await stored(succeeded) == ("SUCCEEDED", 3, None, {"val_accuracy": 0.5}, None)
+    assert await stored(failed) == ("FAILED", 2, None, None, "out of memory")
+    for job, version in ((queued, 2), (progressed, 3), (succeeded, 3), (failed, 2)):
+        assert await consumer.caught_up(job["id"], version, within=0)

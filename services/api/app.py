@@ -26,6 +26,7 @@ from services.api.read_model import ReadModelConsumer
 from services.api.routes import datasets, events, health, jobs, models
 from services.api.service import Lookups, Submitting
 from services.api.settings import ApiSettings
+from services.api.submit_shortcut import SubmitShortcut
 from services.api.submits import SubmitWriter
 from services.common.db import make_engine, make_sessionmaker
 from services.common.nats import connect, ensure_streams
@@ -129,6 +130,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description="Submit vision training jobs, upload datasets, follow jobs live over Server-Sent Events.",
         lifespan=_lifespan(settings),
     )
+    app.add_middleware(SubmitShortcut)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

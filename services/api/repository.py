@@ -176,11 +176,11 @@ async def insert_job_if_missing(conn: AsyncConnection, values: dict[str, Any]) -
     await conn.execute(_INSERT_JOB_IF_MISSING, values)
 
 
-async def job_by_idempotency_key(conn: AsyncConnection, project_id: str, key: str) -> Job | None:
-    """The job as a plain (transient) `Job`: read on a connection, not loaded into a session."""
+async def job_by_idempotency_key(conn: AsyncConnection, project_id: str, key: str) -> dict[str, Any] | None:
+    """The job's row (its columns by name)."""
     statement = select(jobs).where(jobs.c.project_id == project_id, jobs.c.idempotency_key == key)
     row = (await conn.execute(statement)).one_or_none()
-    return None if row is None else Job(**row._mapping)
+    return None if row is None else dict(row._mapping)
 
 
 async def get_job(session: AsyncSession, project_id: str, job_id: str) -> Job | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -94,29 +95,37 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
+        return cls.of_row({column: getattr(job, column) for column in _JOB_COLUMNS})
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> JobOut:
+        """From a job's columns by name (a new job's row may lack the columns only events fill)."""
         return cls(
-            id=job.id,
-            name=job.name,
-            state=JobState(job.state),
-            attempt=job.attempt,
-            max_attempts=job.max_attempts,
-            version=job.version,
-            framework=job.framework,
-            task=job.task,
-            model=job.model,
-            hyperparameters=job.hyperparameters,
-            dataset=job.dataset_id,
-            dataset_version=job.dataset_version,
-            pool=job.pool,
-            trace_id=job.trace_id,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            metrics=job.metrics,
-            final_metrics=job.final_metrics,
-            reason=job.reason,
-            weights=job.weights,
-            export=job.export,
+            id=row["id"],
+            name=row["name"],
+            state=JobState(row["state"]),
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            version=row["version"],
+            framework=row["framework"],
+            task=row["task"],
+            model=row["model"],
+            hyperparameters=row["hyperparameters"],
+            dataset=row["dataset_id"],
+            dataset_version=row["dataset_version"],
+            pool=row["pool"],
+            trace_id=row["trace_id"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            metrics=row.get("metrics"),
+            final_metrics=row.get("final_metrics"),
+            reason=row.get("reason"),
+            weights=row.get("weights"),
+            export=row.get("export"),
         )
+
+
+_JOB_COLUMNS = tuple(column.key for column in Job.__table__.columns)
 
 
 class JobPage(BaseModel):

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,7 +82,8 @@ async def authenticate(
 
 @dataclass(frozen=True)
 class Submitted:
-    job: Job
+    # The job's row, its columns by name: a submit answers from the values it inserted, not an ORM object.
+    row: Mapping[str, Any]
     created: bool
 
 
@@ -96,7 +98,7 @@ async def _dataset_ref(engine: AsyncEngine, lookups: Lookups, project_id: str, r
     return ref
 
 
-async def _job_with_idempotency_key(engine: AsyncEngine, project_id: str, key: str) -> Job | None:
+async def _job_with_idempotency_key(engine: AsyncEngine, project_id: str, key: str) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         return await repository.job_by_idempotency_key(conn, project_id, key)
 
@@ -174,7 +176,7 @@ async def submit_job(
             raise Conflict("a concurrent request with the same Idempotency-Key is in progress")
         return Submitted(existing, created=False)
     # The row is exactly what was inserted: answer from the values rather than read it back.
-    return Submitted(Job(**values), created=True)
+    return Submitted(values, created=True)
 
 
 async def get_job(session: AsyncSession, project_id: str, job_id: str) -> Job:

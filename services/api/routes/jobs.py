@@ -24,6 +24,7 @@ from services.common.storage import InvalidKey, ObjectNotFound
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 
 class CancelRequest(BaseModel):
@@ -41,7 +42,7 @@ async def submit_job(
     project: CurrentProject,
     submitting: SubmittingDep,
     idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
     ] = None,
 ) -> Response:
     """Submit a training job. It is accepted (202) once the submit command is durably queued; follow it at
@@ -52,11 +53,11 @@ async def submit_job(
     # still documents the body). A replay answers like the original request (202), marked so a client
     # can tell.
     return Response(
-        JobOut.of(result.job).model_dump_json(),
+        JobOut.of_row(result.row).model_dump_json(),
         status_code=202,
         media_type="application/json",
         headers={
-            "Location": f"/v1/jobs/{result.job.id}",
+            "Location": f"/v1/jobs/{result.row['id']}",
             "Idempotent-Replayed": "false" if result.created else "true",
         },
     )

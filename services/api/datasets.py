@@ -381,7 +381,14 @@ async def follow_validation(conn: AsyncConnection, event: JobEvent) -> None:
         values = _failed(f"the validation job {ended}: {event.payload.get('reason') or 'no reason given'}")
     else:
         return
-    await repository.settle_validation(conn, event.job_id, values)
+    if not await repository.settle_validation(conn, event.job_id, values):
+        if not await repository.dataset_of_validation_exists(conn, event.job_id):
+            raise DatasetNotCommitted(event.job_id)
+
+
+class DatasetNotCommitted(Exception):
+    """A validation job ended before its dataset's row committed (the job is submitted first, so that no
+    dataset ever waits on a job that was never submitted): its verdict must be recorded later, not lost."""
 
 
 def _failed(reason: str) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Events that have arrived are applied in batches, one transaction per batch, each job's in order (several of
 one job in a batch as one UPDATE where they can be, see `service.apply_job_events`). Ack after the batch is
-committed; nak with a delay when the database fails (transient); term a message that is not a JobEvent or
-that violates a constraint (permanent: it can never apply).
+committed; nak with a delay when the database fails (transient) or when a validation verdict overtakes its
+dataset's commit; term a message that is not a JobEvent or that violates a constraint (permanent: it can
+never apply).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import subjects
 from contracts.events import JobEvent
 from services.api import service
+from services.api.datasets import DatasetNotCommitted
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ REMEMBERED_JOBS = 10_000
 CATCH_UP_WAIT = 3.0
 CATCH_UP_POLL = 0.1
 RETRY_DELAY = 1.0
+# A dataset's row commits milliseconds after its validation job is submitted; a verdict arriving first waits
+# up to this many deliveries (about a second apart) for it.
+VERDICT_DELIVERIES = 30
 
 
 class ReadModelConsumer:
@@ -114,11 +119,15 @@ class ReadModelConsumer:
             async with self._engine.begin() as conn:
                 for job_events in by_job.values():
                     await service.apply_job_events(conn, job_events)
-        except IntegrityError as exc:
+        except (IntegrityError, DatasetNotCommitted) as exc:
             if len(events) > 1:
-                # Some event of the batch can never apply: apply them one at a time to terminate only it.
+                # Some event of the batch cannot apply (now or ever): apply them one at a time to hold back
+                # only it.
                 for one in events:
                     await self._apply([one])
+                return
+            if isinstance(exc, DatasetNotCommitted):
+                await self._retry_verdict(*events[0])
                 return
             # E.g. an event of a project this database does not know: retrying can never make it apply, and
             # redelivering it forever would hold back every event behind it.
@@ -139,6 +148,20 @@ class ReadModelConsumer:
         for message, event in events:
             self._mark_applied(event.job_id, event.version)
             await message.ack()
+
+    async def _retry_verdict(self, message: Msg, event: JobEvent) -> None:
+        """A validation verdict whose dataset row is not committed yet comes again shortly; after
+        `VERDICT_DELIVERIES` the dataset's registration is taken to have failed (nothing waits for it)."""
+        deliveries = message.metadata.num_delivered
+        if deliveries < VERDICT_DELIVERIES:
+            await message.nak(delay=RETRY_DELAY)
+            return
+        log.error(
+            "read model: no dataset has validation job %s after %d deliveries; dropping its verdict",
+            event.job_id,
+            deliveries,
+        )
+        await message.term()
 
     def _mark_applied(self, job_id: str, version: int) -> None:
         if self._applied.get(job_id, 0) < version:

@@ -158,6 +158,11 @@ async def settle_validation(conn: AsyncConnection, validation_job_id: str, value
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def dataset_of_validation_exists(conn: AsyncConnection, validation_job_id: str) -> bool:
+    statement = select(datasets.c.id).where(datasets.c.validation_job_id == validation_job_id)
+    return (await conn.execute(statement)).first() is not None
+
+
 # Jobs
 
 

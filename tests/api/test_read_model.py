@@ -3,14 +3,16 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import httpx
 
 from contracts import subjects
 from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
-from services.api.read_model import ReadModelConsumer
-from services.common.db import make_engine
+from services.api.models import Dataset, DatasetStatus
+from services.api.read_model import VERDICT_DELIVERIES, ReadModelConsumer
+from services.common.db import make_engine, make_sessionmaker
 from services.common.storage import LocalStorage, UrlSigner, artifact_key
 
 from .conftest import ApiServer, Project, eventually, job_reaches
@@ -133,9 +135,10 @@ async def test_an_event_that_can_never_apply_does_not_hold_back_the_ones_behind_
 class RecordedMessage:
     """A delivered message as the consumer sees it, recording how it was settled."""
 
-    def __init__(self, event: JobEvent) -> None:
+    def __init__(self, event: JobEvent, deliveries: int = 1) -> None:
         self.subject = subjects.event_subject(event.job_id, event.type.value)
         self.data = event.model_dump_json().encode()
+        self.metadata = SimpleNamespace(num_delivered=deliveries)
         self.settled: list[str] = []
 
     async def ack(self) -> None:
@@ -275,3 +278,68 @@ async def test_a_batch_of_many_jobs_applies_each_jobs_changes_only_to_it(
     assert await stored(failed) == ("FAILED", 2, None, None, "out of memory")
     for job, version in ((queued, 2), (progressed, 3), (succeeded, 3), (failed, 2)):
         assert await consumer.caught_up(job["id"], version, within=0)
+
+
+async def test_a_validation_verdict_that_overtakes_its_datasets_commit_waits_for_it(
+    project: Project, js, postgres_url: str
+) -> None:
+    validation = {"id": uuid.uuid4().hex, "project_id": project.id, "trace_id": "1" * 32}
+    submitted = job_event(
+        validation, EventType.SUBMITTED, JobState.PENDING, 1, spec={"framework": "validation"}
+    )
+    verdict = job_event(
+        validation,
+        EventType.SUCCEEDED,
+        JobState.SUCCEEDED,
+        2,
+        metrics={"status": "READY", "problem_count": 0},
+    )
+    engine = make_engine(postgres_url, pool_size=1)
+    consumer = ReadModelConsumer(js, engine)
+    try:
+        early = [RecordedMessage(submitted), RecordedMessage(verdict)]
+        await consumer._handle(early)  # type: ignore[arg-type]
+        assert [message.settled for message in early] == [["ack"], ["nak"]]  # the verdict comes again
+
+        dataset_id = uuid.uuid4().hex
+        async with make_sessionmaker(engine)() as session, session.begin():
+            session.add(
+                Dataset(
+                    id=dataset_id,
+                    project_id=project.id,
+                    name=f"late-{dataset_id[:8]}",
+                    version=1,
+                    format="imagefolder",
+                    filename="late.zip",
+                    storage_key=f"datasets/{dataset_id}/late.zip",
+                    size=1,
+                    sha256="0" * 64,
+                    status=DatasetStatus.VALIDATING.value,
+                    problem_count=0,
+                    validation_job_id=validation["id"],
+                    created_at=datetime.now(UTC),
+                )
+            )
+        again = RecordedMessage(verdict, deliveries=2)
+        await consumer._handle([again])  # type: ignore[arg-type]
+        assert again.settled == ["ack"]
+
+        orphan = {**validation, "id": uuid.uuid4().hex}
+        await consumer._handle(
+            [
+                RecordedMessage(
+                    job_event(
+                        orphan, EventType.SUBMITTED, JobState.PENDING, 1, spec={"framework": "validation"}
+                    )
+                )
+            ]
+        )  # type: ignore[arg-type]
+        never = RecordedMessage(
+            job_event(orphan, EventType.FAILED, JobState.FAILED, 2, reason="x"), deliveries=VERDICT_DELIVERIES
+        )
+        await consumer._handle([never])  # type: ignore[arg-type]
+        assert never.settled == ["term"]  # no dataset ever registered it: dropped, not retried forever
+    finally:
+        await engine.dispose()
+    ready = (await project.client.get(f"/v1/datasets/{dataset_id}")).json()
+    assert ready["status"] == "READY"

@@ -1,7 +1,7 @@
 """The durable `api-read-model` consumer: keeps the jobs table current from VTP_EVENTS.
 
-Events that have arrived are applied in batches, one transaction per batch, each job's in order (several of
-one job in a batch as one UPDATE where they can be, see `service.apply_job_events`). Ack after the batch is
+Events that have arrived are applied in batches, one transaction per batch, each job's in order (in few
+statements where they can be, see `service.apply_job_events`). Ack after the batch is
 committed; nak with a delay when the database fails (transient) or when a validation verdict overtakes its
 dataset's commit; term a message that is not a JobEvent or that violates a constraint (permanent: it can
 never apply).
@@ -113,12 +113,8 @@ class ReadModelConsumer:
 
     async def _apply(self, events: list[tuple[Msg, JobEvent]]) -> None:
         try:
-            by_job: dict[str, list[JobEvent]] = {}
-            for _, event in events:
-                by_job.setdefault(event.job_id, []).append(event)
             async with self._engine.begin() as conn:
-                for job_events in by_job.values():
-                    await service.apply_job_events(conn, job_events)
+                await service.apply_job_events(conn, [event for _, event in events])
         except (IntegrityError, DatasetNotCommitted) as exc:
             if len(events) > 1:
                 # Some event of the batch cannot apply (now or ever): apply them one at a time to hold back

@@ -118,14 +118,23 @@ async def test_redelivered_input_after_commit_is_skipped(start_scheduler, js: Je
     events = await wait_events(js, command.job_id, 4)
     assert types(events) == ["job.submitted", "job.queued", "job.running", "job.progress"]
 
-    # The same message again (its ack was lost): recognised by its source, not applied twice.
-    async with app.engine.connect() as conn:
-        source = (
-            await conn.execute(
-                text("SELECT source FROM scheduler_inputs WHERE job_id = :j AND kind = 'report.progress'"),
-                {"j": command.job_id},
-            )
-        ).scalar_one()
+    # The same message again (its ack was lost): recognised by its source, not applied twice. Its events
+    # are published before its input commits, so the input row may still be on its way.
+    source = None
+    for _ in range(100):
+        async with app.engine.connect() as conn:
+            source = (
+                await conn.execute(
+                    text(
+                        "SELECT source FROM scheduler_inputs WHERE job_id = :j AND kind = 'report.progress'"
+                    ),
+                    {"j": command.job_id},
+                )
+            ).scalar_one_or_none()
+        if source is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert source is not None, "the progress report's input was never recorded"
     assert app.service is not None
     decision = await app.service.apply(report, deliveries=2, source=source)
     assert not decision.applied
@@ -195,8 +204,14 @@ async def test_heartbeat_timeout_retries_and_fails_with_reason_then_replays(
     assert retry.resume_url is not None
     assert f"/v1/storage/jobs/{job_id}/artifacts/last.pt?method=GET" in retry.resume_url
 
-    # Deterministic replay: the recorded inputs give back exactly the stored events.
+    # Deterministic replay: the recorded inputs give back exactly the stored events. (Events are published
+    # before their input commits: the last input may take a moment to be recorded.)
     recorded = await load_inputs(scheduler_settings, job_id)
+    for _ in range(100):
+        if diff(replay(recorded).events, events) == []:
+            break
+        await asyncio.sleep(0.05)
+        recorded = await load_inputs(scheduler_settings, job_id)
     assert [r.kind for r in recorded][:2] == ["submit", "report.heartbeat"]
     result = replay(recorded)
     assert result.mismatches == []

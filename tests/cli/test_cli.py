@@ -139,6 +139,22 @@ def test_submit_sends_only_the_hyperparameters_given() -> None:
     }
 
 
+def test_submit_sends_the_weights_and_exports_asked_for() -> None:
+    submit = ["jobs", "submit", "--model", "resnet18", "--dataset", "d1"]
+    args = parse_args(
+        [*submit, "--weights", "job:abc/model.pt", "--export", "onnx", "--export", "torchscript"]
+    )
+    body = job_request(args)
+    assert (body["weights"], body["export"]) == ("job:abc/model.pt", ["onnx", "torchscript"])
+    assert "export" not in job_request(parse_args(["jobs", "submit", "--model", "m", "--dataset", "d"]))
+
+
+def test_an_unknown_export_format_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["jobs", "submit", "--model", "m", "--dataset", "d", "--export", "tflite"])
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+
+
 def test_train_infers_the_task_from_the_model_yaml() -> None:
     arguments = ["--set", "lr0=0.01", "--set", "optimizer=AdamW", "--set", "cos_lr=true"]
     args = parse_args(

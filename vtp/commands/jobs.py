@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from contracts.exports import ExportFormat
 from contracts.jobs import JobState
 from vtp.client import ApiClient
 from vtp.commands.common import open_client, print_json, print_table
@@ -62,6 +63,15 @@ def add_submit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name")
     parser.add_argument("--pool", default="local")
     parser.add_argument("--max-attempts", type=int)
+    parser.add_argument(
+        "--weights", help="start from these weights: an uploaded model's id, or job:JOB_ID/ARTIFACT"
+    )
+    parser.add_argument(
+        "--export",
+        action="append",
+        choices=get_args(ExportFormat),
+        help="also export the trained model to this format, as an artifact (repeatable)",
+    )
     parser.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
     parser.add_argument("--watch", action="store_true", help="follow the job live until it ends")
 
@@ -73,6 +83,10 @@ def request_body(args: argparse.Namespace, spec: dict[str, Any], dataset: str) -
         body["name"] = args.name
     if args.max_attempts is not None:
         body["max_attempts"] = args.max_attempts
+    if args.weights:
+        body["weights"] = args.weights
+    if args.export:
+        body["export"] = args.export
     return body
 
 

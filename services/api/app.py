@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -28,12 +29,15 @@ from services.api.service import Lookups, Submitting
 from services.api.settings import ApiSettings
 from services.api.submit_shortcut import SubmitShortcut
 from services.api.submits import SubmitWriter
+from services.api.upload_sweeper import UploadSweeper
 from services.common.db import make_engine, make_sessionmaker
 from services.common.nats import connect, ensure_streams
 from services.common.startup import tune_garbage_collector
 from services.common.storage import Storage, make_storage
 
 log = logging.getLogger(__name__)
+
+UPLOAD_SWEEP_EVERY = timedelta(hours=1)
 
 
 def _lifespan(settings: ApiSettings) -> Any:
@@ -64,10 +68,15 @@ def _lifespan(settings: ApiSettings) -> Any:
         await feed.start()
         await read_model.start()
         submit_writer.start()
+        upload_sweeper = UploadSweeper(
+            storage, keep=timedelta(seconds=settings.upload_keep_seconds), every=UPLOAD_SWEEP_EVERY
+        )
+        upload_sweeper.start()
         tune_garbage_collector()
         try:
             yield
         finally:
+            await upload_sweeper.stop()
             await submit_writer.stop()
             await read_model.stop()
             await feed.stop()

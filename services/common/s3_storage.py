@@ -191,7 +191,8 @@ class S3Storage:
         with _storage_errors(prefix):
             async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder):
                 found.extend(
-                    ObjectInfo(key=item["Key"], size=item["Size"]) for item in page.get("Contents", ())
+                    ObjectInfo(key=item["Key"], size=item["Size"], modified=item["LastModified"])
+                    for item in page.get("Contents", ())
                 )
         return sorted(found, key=lambda info: info.key)
 

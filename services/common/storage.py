@@ -11,7 +11,8 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import quote, urlencode
@@ -54,6 +55,8 @@ class BadSignature(StorageError):
 class ObjectInfo:
     key: str
     size: int
+    # When the object was last written: given by `list` (what the upload sweeper reads), not compared.
+    modified: datetime | None = field(default=None, compare=False)
 
 
 def validate_key(key: str) -> str:
@@ -152,6 +155,10 @@ class UrlSigner:
             raise BadSignature("signed URL signature does not match this key and method")
 
 
+def _listed(key: str, stat: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key=key, size=stat.st_size, modified=datetime.fromtimestamp(stat.st_mtime, UTC))
+
+
 class LocalStorage:
     def __init__(self, root: Path, signer: UrlSigner) -> None:
         self.root = root.resolve()
@@ -204,7 +211,7 @@ class LocalStorage:
             return []
         return sorted(
             (
-                ObjectInfo(key=p.relative_to(self.root).as_posix(), size=p.stat().st_size)
+                _listed(p.relative_to(self.root).as_posix(), p.stat())
                 for p in folder.rglob("*")
                 if p.is_file() and not p.name.endswith(".partial")
             ),

@@ -8,10 +8,12 @@ import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
+from services.api.upload_sweeper import sweep_uploads
 from services.common.s3_storage import MIN_PART_SIZE
 from services.common.storage import (
     InvalidKey,
@@ -20,7 +22,9 @@ from services.common.storage import (
     ObjectTooLarge,
     Storage,
     artifact_key,
+    dataset_key,
     job_prefix,
+    upload_key,
 )
 from tests.storage.conftest import chunked
 
@@ -180,3 +184,23 @@ async def test_a_presigned_url_is_for_one_key_one_method_until_it_expires(backen
             assert b"theirs" not in response.content, case
     assert await read_all(storage, mine) == b"mine"
     assert await read_all(storage, theirs) == b"theirs"
+
+
+async def test_uploads_not_turned_into_datasets_are_swept_by_age(backend):
+    storage, project = backend.storage, new_job()
+    uploads = [upload_key(project, new_job()) for _ in range(2)]
+    dataset = dataset_key(new_job(), "kept.zip")
+    for key in (*uploads, dataset):
+        await storage.put_stream(key, chunked(b"archive"))
+    listed = await storage.list(f"uploads/{project}")
+    assert [info.key for info in listed] == sorted(uploads)
+    now = datetime.now(UTC)
+    assert all(
+        info.modified is not None and abs(info.modified - now) < timedelta(minutes=1) for info in listed
+    )
+
+    assert await sweep_uploads(storage, written_before=now - timedelta(hours=1)) == 0
+    assert [info.key for info in await storage.list(f"uploads/{project}")] == sorted(uploads)
+    assert await sweep_uploads(storage, written_before=now + timedelta(minutes=1)) >= 2
+    assert await storage.list(f"uploads/{project}") == []
+    assert await storage.stat(dataset) == ObjectInfo(dataset, len(b"archive"))  # only uploads are swept

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Table,
     TextClause,
     and_,
-    bindparam,
     delete,
     func,
     or_,
@@ -39,13 +38,6 @@ jobs: Table = Job.__table__  # type: ignore[assignment]
 datasets: Table = Dataset.__table__  # type: ignore[assignment]
 
 _INSERT_JOB_IF_MISSING = insert(jobs).on_conflict_do_nothing(index_elements=["id"])
-# The columns to set are the keys of the parameters; the version check and the write are one statement, so
-# api processes applying events of the same job concurrently cannot both pass the check.
-_UPDATE_JOB_IF_OLDER = (
-    update(jobs)
-    .where(jobs.c.id == bindparam("p_job_id"), jobs.c.version < bindparam("p_version"))
-    .returning(jobs.c.framework)
-)
 
 # Projects and keys
 
@@ -203,15 +195,6 @@ async def job_version(conn: AsyncConnection, job_id: str) -> int:
     return int((await conn.execute(statement)).scalar_one_or_none() or 0)
 
 
-async def update_job_if_older(
-    conn: AsyncConnection, job_id: str, version: int, values: dict[str, Any]
-) -> str | None:
-    """Update the job unless it already holds `version` or a newer one. The job's framework when it was
-    updated; None when it already held that version (or is unknown)."""
-    parameters = {"p_job_id": job_id, "p_version": version, **values}
-    return (await conn.execute(_UPDATE_JOB_IF_OLDER, parameters)).scalar_one_or_none()
-
-
 @dataclass(frozen=True, slots=True)
 class RowUpdate:
     """Set `changes` on a job's row unless it already holds version `first_version` or a newer one."""
@@ -291,7 +274,9 @@ def _insert_rows(columns: tuple[str, ...]) -> TextClause:
 
 @functools.cache
 def _update_rows(columns: tuple[str, ...]) -> TextClause:
-    """Set `columns` on many rows, each under the version check of `update_job_if_older`."""
+    """Set `columns` on many rows, each only if it holds an older version than its update's first. The check
+    and the write are one statement, so api processes applying events of one job concurrently cannot both
+    pass the check."""
     assignments = ", ".join(f"{column} = {_value(column)}" for column in columns)
     source = _unnest(columns, extra=[("p_job_id", "text"), ("p_version", "int")])
     return text(

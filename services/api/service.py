@@ -311,12 +311,12 @@ async def apply_event(conn: AsyncConnection, event: JobEvent) -> None:
                 "created_at": event.time,
             },
         )
-    changes = _changes(event)
-    framework = await repository.update_job_if_older(conn, event.job_id, event.version, changes)
+    update = repository.RowUpdate(event.job_id, event.version, _changes(event))
+    framework = (await repository.update_jobs_if_older(conn, [update])).get(event.job_id)
     if framework is None and event.type == EventType.SUBMITTED:
         # Normally the row exists (written at submit); this covers a submit whose commit was lost.
         await repository.insert_job_if_missing(conn, _job_from_submitted(event))
-        framework = await repository.update_job_if_older(conn, event.job_id, event.version, changes)
+        framework = (await repository.update_jobs_if_older(conn, [update])).get(event.job_id)
     await _follow_validation(conn, framework, [event])
 
 

@@ -30,7 +30,7 @@ class ApiSettings(CommonSettings):
     upload_url_ttl: int = Field(default=3600, ge=1, validation_alias="VTP_UPLOAD_URL_TTL")
     # An upload not turned into a dataset this many seconds after it was written is deleted.
     upload_keep_seconds: int = Field(default=86_400, ge=1, validation_alias="VTP_UPLOAD_KEEP_SECONDS")
-    # Seconds between SSE keep-alive comments; proxies drop idle connections.
     # One log line per request costs a submit about 5% more CPU; off unless asked for (debugging).
     access_log: bool = Field(default=False, validation_alias="VTP_API_ACCESS_LOG")
+    # Seconds between SSE keep-alive comments; proxies drop idle connections.
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, validation_alias="VTP_API_SSE_KEEPALIVE")

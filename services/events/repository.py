@@ -35,7 +35,7 @@ async def get_job_status(conn: AsyncConnection, job_id: str) -> JobStatusRow | N
 
 
 _UPSERT = insert(JobStatus)
-# Built once; executed with a list of rows, SQLAlchemy sends it as one multi-row INSERT.
+# Built once; executed with a list of rows, it is one prepared statement run for each row in one round trip.
 _UPSERT_JOB_STATUS = _UPSERT.on_conflict_do_update(
     index_elements=[JobStatus.job_id],
     set_={

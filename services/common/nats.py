@@ -42,7 +42,9 @@ STREAMS: tuple[StreamConfig, ...] = (
         subjects=[subjects.DISPATCH_ALL],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
-        duplicate_window=120,
+        # As long as the events' window: the scheduler's outbox may publish a dispatch again after a crash
+        # (services/scheduler/outbox.py), and a second copy would run the attempt twice.
+        duplicate_window=600,
     ),
     StreamConfig(
         name=subjects.REPORTS_STREAM,

@@ -71,6 +71,8 @@ class SchedulerApp:
         storage = make_storage(settings)
         publisher = Publisher(js, storage, private_key_pem, settings.events_url, settings.callback_token_ttl)
         self.service = SchedulerService(self.engine, publisher, settings.policy)
+        # What a crash left committed but unsent goes out before any new input is applied.
+        await self.service.relay.relay_leftovers(older_than=0)
 
         consumers: tuple[tuple[str, str, str, Parser], ...] = (
             (

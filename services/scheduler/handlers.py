@@ -2,13 +2,15 @@
 
 - applied or rejected (recorded), or a redelivery of an input already recorded: ack, after the commit;
 - transient failure (database, NATS) or a report that overtook its job's submit: nak with a delay;
-- a message that cannot be parsed: term, and log it (redelivery cannot help); so is one that failed
-  `MAX_DELIVERIES` times (a bug, not an outage).
+- a message that cannot be parsed: recorded as refused (when it names a job), logged, and terminated
+  (redelivery cannot help); so is one that failed `MAX_DELIVERIES` times (a bug, not an outage). An input the
+  database cannot store is recorded as refused by the service and acked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 
@@ -66,14 +68,13 @@ class Handler:
     async def __call__(self, messages: Sequence[Msg]) -> None:
         readable: list[tuple[Msg, Delivery]] = []
         for msg in messages:
+            meta = msg.metadata
+            source = f"{meta.stream}:{meta.sequence.stream}"
             try:
                 command = self._parse(msg)
             except UnreadableMessage as exc:
-                log.error("unreadable message on %s, terminated: %s", msg.subject, exc)
-                await msg.term()
+                await self._give_up(msg, source, f"unreadable message: {exc}")
                 continue
-            meta = msg.metadata
-            source = f"{meta.stream}:{meta.sequence.stream}"
             readable.append((msg, Delivery(command, meta.num_delivered, source)))
         if not readable:
             return
@@ -91,12 +92,27 @@ class Handler:
                 settle.append(msg.nak(delay=outcome.retry_in))
         await asyncio.gather(*settle)
 
+    async def _give_up(self, msg: Msg, source: str, reason: str) -> None:
+        """Record a message that can never be applied as refused (when it names a job), then terminate it.
+        When even the record fails, it comes again: nothing is dropped unrecorded while recording works."""
+        job_id = _job_id(msg)
+        if job_id is not None:
+            kind = msg.subject.rsplit(".", 1)[-1]
+            body = {"subject": msg.subject, "data": msg.data[:2000].decode("utf-8", "replace")}
+            try:
+                await self._service.refuse(job_id, source, f"refused.{kind}"[:32], body, reason[:2000])
+            except Exception:
+                log.warning("could not record a refused input, retrying", exc_info=True)
+                await msg.nak(delay=failure_delay(msg.metadata.num_delivered))
+                return
+        log.error("message on %s terminated: %s", msg.subject, reason[:2000])
+        await msg.term()
+
     async def _failed(self, msg: Msg, delivery: Delivery, exc: Exception) -> None:
         if delivery.deliveries >= MAX_DELIVERIES:
-            log.error(
-                "input failed %d times, terminated", delivery.deliveries, extra=_extra(delivery), exc_info=exc
-            )
-            await msg.term()
+            log.error("input failed %d times", delivery.deliveries, extra=_extra(delivery), exc_info=exc)
+            source = delivery.source or ""
+            await self._give_up(msg, source, f"failed {delivery.deliveries} times: {exc}")
             return
         delay = failure_delay(delivery.deliveries)
         log.warning(
@@ -111,3 +127,15 @@ class Handler:
 
 def _extra(delivery: Delivery) -> dict[str, str | None]:
     return {"job_id": delivery.command.job_id, "trace_id": getattr(delivery.command, "trace_id", None)}
+
+
+def _job_id(msg: Msg) -> str | None:
+    """The job a message names: in a report's subject, or in a command's body when that is JSON at all."""
+    parts = msg.subject.split(".")
+    if msg.subject.startswith(f"{subjects.PREFIX}.report.") and len(parts) == 5:
+        return parts[3][:64]
+    try:
+        job_id = json.loads(msg.data).get("job_id")
+    except (ValueError, AttributeError):
+        return None
+    return job_id[:64] if isinstance(job_id, str) and job_id else None

@@ -1,11 +1,24 @@
-"""The scheduler's tables (`scheduler_`): job state, and the log of every input with its outcome."""
+"""The scheduler's tables (`scheduler_`): job state, the log of every input with its outcome, and the outbox
+of messages committed decisions still owe the stream."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, MetaData, String, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -82,3 +95,21 @@ class InputRow(Base):
             postgresql_where=text("source IS NOT NULL"),
         ),
     )
+
+
+class OutboxRow(Base):
+    """A message a committed decision owes the stream: written in the decision's transaction, published
+    after the commit, deleted once its PubAck came. What stays here after a crash is published again."""
+
+    __tablename__ = "scheduler_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text)
+    msg_id: Mapped[str] = mapped_column(String(160))
+    headers: Mapped[dict[str, str]] = mapped_column(JSONB)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_scheduler_outbox_job_id", "job_id", "id"),)

@@ -1,7 +1,9 @@
-"""Publishes a decision: its events on VTP_EVENTS, then its dispatches on the pools' subjects.
+"""Turns decisions into messages, and sends messages: events on VTP_EVENTS, dispatches on the pools' subjects.
 
-Every message carries a deterministic `Nats-Msg-Id` (`<job_id>:<version>` for events, `<job_id>:<attempt>` for
-dispatch), so publishing the same decision again after a crash stores nothing twice.
+Rendering and sending are two steps because the outbox (services/scheduler/outbox.py) stores what a decision
+owes the stream in the decision's own transaction and sends it only after the commit. Every message carries a
+deterministic `Nats-Msg-Id` (`<job_id>:<version>` for events, `<job_id>:<attempt>` for dispatch), so sending
+the same message again after a crash stores nothing twice.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from contracts import subjects
 from contracts.dispatch import RESUME_CHECKPOINT, DispatchJob
@@ -23,6 +27,7 @@ from services.common.storage import Storage, artifact_key, weights_key
 from services.scheduler.core import Decision, Dispatch, Job
 
 PUBLISH_TIMEOUT_SECONDS = 5.0
+MSG_ID_HEADER = "Nats-Msg-Id"
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -32,6 +37,22 @@ def traceparent(trace_id: str, job_id: str, attempt: int) -> str | None:
         return None
     span_id = hashlib.sha256(f"{job_id}:{attempt}".encode()).hexdigest()[:16]
     return f"00-{trace_id}-{span_id}-01"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message a decision owes a stream; `outbox_id` once it is written to the outbox."""
+
+    job_id: str
+    stream: str
+    subject: str
+    headers: dict[str, str]
+    payload: bytes
+    outbox_id: int | None = None
+
+    @property
+    def msg_id(self) -> str:
+        return self.headers[MSG_ID_HEADER]
 
 
 class Publisher:
@@ -51,30 +72,52 @@ class Publisher:
         self._token_ttl = token_ttl
         self._pools: set[str] = set()
 
-    async def publish(self, decisions: Sequence[Decision]) -> None:
-        """Publish each decision's events in version order, then its dispatches; return once every PubAck
-        arrived (raise when one did not: the caller must not commit)."""
-        pending: list[asyncio.Future] = []
+    async def render(self, decisions: Sequence[Decision]) -> list[Outgoing]:
+        """Each decision's events in version order, then its dispatches (a dispatch's pool consumer is made
+        sure of first: KEDA and the local pool watch it, so it must exist before its first message)."""
+        messages: list[Outgoing] = []
         for decision in decisions:
             for event in decision.events:
-                pending.append(
-                    await self._js.publish_async(
-                        subjects.event_subject(event.job_id, event.type),
-                        event.model_dump_json().encode(),
+                messages.append(
+                    Outgoing(
+                        job_id=event.job_id,
                         stream=subjects.EVENTS_STREAM,
-                        headers={"Nats-Msg-Id": f"{event.job_id}:{event.version}"},
+                        subject=subjects.event_subject(event.job_id, event.type),
+                        headers={MSG_ID_HEADER: f"{event.job_id}:{event.version}"},
+                        payload=event.model_dump_json().encode(),
                     )
                 )
             for effect in decision.effects:
                 assert decision.state is not None
-                pending.append(await self._dispatch(decision.state, effect))
-        if not pending:
+                messages.append(await self._dispatch(decision.state, effect))
+        return messages
+
+    async def send(self, messages: Sequence[Outgoing]) -> None:
+        """Publish in order; return once every PubAck arrived (raise when one did not)."""
+        if not messages:
             return
+        pending: list[asyncio.Future] = [
+            await self._js.publish_async(
+                message.subject, message.payload, stream=message.stream, headers=message.headers
+            )
+            for message in messages
+        ]
         # publish_async keeps publish order on the wire, so the stream stores events in version order.
         async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
             await asyncio.gather(*pending)
 
-    async def _dispatch(self, job: Job, effect: Dispatch) -> asyncio.Future:
+    async def event_stored(self, message: Outgoing) -> bool:
+        """Whether VTP_EVENTS already holds this event: the last event on its subject is this version or a
+        later one. For a message older than the stream's duplicate window, which JetStream no longer
+        recognises by its id."""
+        try:
+            last = await self._js.get_last_msg(message.stream, message.subject)
+        except NotFoundError:
+            return False
+        stored_id = (last.headers or {}).get(MSG_ID_HEADER, "")
+        return _version(stored_id) >= _version(message.msg_id)
+
+    async def _dispatch(self, job: Job, effect: Dispatch) -> Outgoing:
         if effect.pool not in self._pools:
             await ensure_pool_consumer(self._js, effect.pool)
             self._pools.add(effect.pool)
@@ -92,14 +135,15 @@ class Publisher:
             trace_id=job.trace_id,
             traceparent=traceparent(job.trace_id, effect.job_id, effect.attempt),
         )
-        headers = {"Nats-Msg-Id": f"{effect.job_id}:{effect.attempt}"}
+        headers = {MSG_ID_HEADER: f"{effect.job_id}:{effect.attempt}"}
         if message.traceparent:
             headers["traceparent"] = message.traceparent
-        return await self._js.publish_async(
-            subjects.dispatch_subject(effect.pool),
-            message.model_dump_json().encode(),
+        return Outgoing(
+            job_id=effect.job_id,
             stream=subjects.DISPATCH_STREAM,
+            subject=subjects.dispatch_subject(effect.pool),
             headers=headers,
+            payload=message.model_dump_json().encode(),
         )
 
     def _resume_url(self, effect: Dispatch) -> str | None:
@@ -115,3 +159,9 @@ class Publisher:
         if not isinstance(spec, TimmSpec | UltralyticsSpec) or spec.weights is None:
             return None
         return self._storage.presign(weights_key(spec.weights), "GET", self._token_ttl)
+
+
+def _version(msg_id: str) -> int:
+    """The version in an event's `<job_id>:<version>` message id (-1 when there is none)."""
+    _, _, version = msg_id.rpartition(":")
+    return int(version) if version.isascii() and version.isdigit() else -1

@@ -43,12 +43,18 @@ class Replay:
     state: Job | None = None
     # Inputs whose recorded outcome differs from the replayed one.
     mismatches: list[str] = field(default_factory=list)
+    # Inputs refused before they were decided (unreadable, unstorable), with their reasons.
+    refused: list[str] = field(default_factory=list)
 
 
 def replay(records: Iterable[RecordedInput]) -> Replay:
-    """Pure: the events and final state that `decide` derives from the recorded inputs."""
+    """Pure: the events and final state that `decide` derives from the recorded inputs. An input the shell
+    refused (it could not be read or stored) never reached `decide`: it is listed, not replayed."""
     result = Replay()
     for index, record in enumerate(records, 1):
+        if record.outcome == repository.REFUSED:
+            result.refused.append(f"input {index} ({record.kind}): refused: {record.reason}")
+            continue
         decision = decide(result.state, decode(record.kind, record.body), Policy(**record.policy))
         outcome = "applied" if decision.applied else "rejected"
         if (outcome, decision.rejected_reason) != (record.outcome, record.reason):
@@ -130,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m services.scheduler.replay JOB_ID", file=sys.stderr)
         return 2
     result, lines = asyncio.run(replay_job(SchedulerSettings(), args[0]))
+    for refused in result.refused:
+        print(refused)
     for mismatch in result.mismatches:
         print(f"outcome mismatch: {mismatch}")
     if lines:

@@ -7,11 +7,11 @@ small box), and building a statement costs more than executing it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, func, insert, or_, select, update
+from sqlalchemy import BigInteger, String, any_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,10 +19,15 @@ from contracts.commands import DatasetRef
 from contracts.jobs import JobState, parse_job_spec
 from services.scheduler.core import Decision, Input, Job, Policy
 from services.scheduler.core.codec import encode
-from services.scheduler.models import InputRow, JobRow
+from services.scheduler.models import InputRow, JobRow, OutboxRow
+from services.scheduler.publisher import Outgoing
+
+# The outcome of an input the shell refused before deciding it (`decide` rejects; the shell refuses).
+REFUSED = "refused"
 
 jobs = JobRow.__table__
 inputs = InputRow.__table__
+outbox = OutboxRow.__table__
 
 _JOB_COLUMNS = (
     jobs.c.job_id,
@@ -75,6 +80,27 @@ _INPUTS = (
     .where(inputs.c.job_id == bindparam("p_job_id"))
     .order_by(inputs.c.id)
 )
+_OUTBOX_COLUMNS = (
+    outbox.c.id,
+    outbox.c.job_id,
+    outbox.c.stream,
+    outbox.c.subject,
+    outbox.c.headers,
+    outbox.c.payload,
+)
+_OWED = (
+    select(*_OUTBOX_COLUMNS)
+    .where(outbox.c.job_id == any_(bindparam("p_job_ids", type_=_IDS)))
+    .order_by(outbox.c.id)
+)
+_LEFTOVERS = (
+    select(*_OUTBOX_COLUMNS, outbox.c.created_at)
+    .where(outbox.c.created_at <= bindparam("p_before"))
+    .order_by(outbox.c.id)
+    .limit(bindparam("p_limit"))
+)
+_INSERT_OUTBOX = insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True)
+_DELETE_OUTBOX = delete(outbox).where(outbox.c.id == any_(bindparam("p_ids", type_=ARRAY(BigInteger))))
 _DUE = (
     select(jobs.c.job_id)
     .where(or_(jobs.c.heartbeat_deadline <= bindparam("p_now"), jobs.c.retry_at <= bindparam("p_now")))
@@ -186,3 +212,79 @@ async def job_inputs(conn: AsyncConnection, job_id: str) -> list[Any]:
 async def due_jobs(conn: AsyncConnection, now: datetime, limit: int) -> list[str]:
     """Jobs whose heartbeat deadline passed or whose retry time came (terminal jobs have neither)."""
     return list((await conn.execute(_DUE, {"p_now": now, "p_limit": limit})).scalars().all())
+
+
+def _outgoing(row: Any) -> Outgoing:
+    return Outgoing(
+        job_id=row.job_id,
+        stream=row.stream,
+        subject=row.subject,
+        headers=row.headers,
+        payload=row.payload,
+        outbox_id=row.id,
+    )
+
+
+async def add_to_outbox(conn: AsyncConnection, messages: Sequence[Outgoing]) -> list[Outgoing]:
+    """Write messages to the outbox in order; return them with their outbox ids."""
+    if not messages:
+        return []
+    rows = [
+        {
+            "job_id": m.job_id,
+            "stream": m.stream,
+            "subject": m.subject,
+            "msg_id": m.msg_id,
+            "headers": m.headers,
+            "payload": m.payload,
+        }
+        for m in messages
+    ]
+    ids = (await conn.execute(_INSERT_OUTBOX, rows)).scalars().all()
+    return [replace(m, outbox_id=outbox_id) for m, outbox_id in zip(messages, ids, strict=True)]
+
+
+async def owed_messages(conn: AsyncConnection, job_ids: Sequence[str]) -> list[Outgoing]:
+    """What earlier commits of these jobs still owe the stream, oldest first. Read under the jobs' locks:
+    sent before this transaction's own messages, so a job's events reach the stream in version order
+    even when another transaction's send is still under way (the copy is dropped as a duplicate)."""
+    rows = await conn.execute(_OWED, {"p_job_ids": list(job_ids)})
+    return [_outgoing(row) for row in rows]
+
+
+async def leftover_messages(
+    conn: AsyncConnection, before: datetime, limit: int
+) -> list[tuple[Outgoing, datetime]]:
+    """Outbox messages written before `before` (their sender crashed or failed), oldest first."""
+    rows = await conn.execute(_LEFTOVERS, {"p_before": before, "p_limit": limit})
+    return [(_outgoing(row), row.created_at) for row in rows]
+
+
+async def remove_from_outbox(conn: AsyncConnection, outbox_ids: Sequence[int]) -> None:
+    if outbox_ids:
+        await conn.execute(_DELETE_OUTBOX, {"p_ids": list(outbox_ids)})
+
+
+async def record_refused(
+    conn: AsyncConnection,
+    job_id: str,
+    source: str | None,
+    kind: str,
+    body: dict[str, Any],
+    reason: str,
+    policy: Policy,
+) -> None:
+    """Append an input the shell refused before deciding it (it cannot be read or stored): outcome
+    `refused`, with its reason. Replay shows it and does not feed it to `decide`."""
+    row = {
+        "job_id": job_id,
+        "source": source,
+        "kind": kind,
+        "body": body,
+        "policy": asdict(policy),
+        "outcome": REFUSED,
+        "reason": reason,
+        "version": 0,
+        "events": 0,
+    }
+    await conn.execute(_INSERT_INPUT, [row])

@@ -1,8 +1,11 @@
-"""Applies inputs in one transaction per batch: lock the jobs, decide, publish, persist, commit.
+"""Applies inputs in one transaction per batch: lock the jobs, decide, persist with the outbox, commit, send.
 
-The order is what makes the effect exactly-once without an outbox: events are published (idempotently, by
-`Nats-Msg-Id`) before the state commits, and the caller acks the inputs only after the commit. A crash
-anywhere re-runs the same decisions on redelivery, which publish the same message ids again.
+Exactly-once effect: the events and dispatches a batch derives are written to the outbox in the batch's
+transaction and sent only after it committed (services/scheduler/outbox.py), and the caller acks the inputs
+after that. A crash anywhere re-runs the same decisions on redelivery, or finds the input recorded and
+skips it; a transaction that fails sends nothing. An input that can never be stored (the database refuses
+its data) is isolated from its batch and recorded as refused, so it neither blocks the job's other inputs
+nor comes again forever.
 
 Inputs are applied in the order given; several inputs for one job in a batch see each other's state, exactly
 as if they had come one transaction each. Batching is what keeps the per-input cost low.
@@ -14,13 +17,17 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.commands import SubmitJob
 from services.scheduler import repository
 from services.scheduler.core import Decision, Input, Job, Policy, Tick, decide
+from services.scheduler.core.codec import encode
 from services.scheduler.errors import RetryLater
-from services.scheduler.publisher import Publisher
+from services.scheduler.outbox import Relay
+from services.scheduler.publisher import Outgoing, Publisher
+from services.scheduler.storable import storable
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,9 @@ log = logging.getLogger(__name__)
 # "unknown job" is only believed after a few deliveries.
 UNKNOWN_JOB_DELIVERIES = 3
 ALREADY_APPLIED = "input already recorded (redelivery)"
+# Errors of the data itself, not of the database: data exceptions (SQLSTATE class 22: a NUL in text, a
+# string too long, JSON that is not) and integrity violations (23). The same input fails the same way again.
+UNSTORABLE_SQLSTATE_CLASSES = ("22", "23")
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,7 @@ class SchedulerService:
     def __init__(self, engine: AsyncEngine, publisher: Publisher, policy: Policy) -> None:
         self._engine = engine
         self._publisher = publisher
+        self.relay = Relay(engine, publisher)
         self.policy = policy
 
     async def apply(self, command: Input, deliveries: int = 1, source: str | None = None) -> Decision:
@@ -101,18 +112,37 @@ class SchedulerService:
         return outcome.decision
 
     async def apply_batch(self, batch: Sequence[Delivery]) -> list[Outcome]:
-        """Apply inputs in order, in one transaction. Raises on a transient failure: nothing is committed
-        then, and the whole batch must come again (what was published is published again, deduplicated)."""
+        """Apply inputs in order, in one transaction, then send what they derived. Raises on a transient
+        failure: nothing is committed or sent then, and the whole batch must come again. When the database
+        refuses the batch's data, each input is applied on its own, and the one it refuses is recorded as
+        refused."""
+        try:
+            return await self._apply_together(batch)
+        except StatementError as exc:
+            if not unstorable(exc):
+                raise
+            if len(batch) == 1:
+                return [await self._refuse(batch[0], exc)]
+        outcomes: list[Outcome] = []
+        for delivery in batch:
+            outcomes.extend(await self.apply_batch([delivery]))
+        return outcomes
+
+    async def _apply_together(self, batch: Sequence[Delivery]) -> list[Outcome]:
         job_ids = list(dict.fromkeys(d.command.job_id for d in batch))
         sources = [d.source for d in batch if d.source is not None]
+        messages: list[Outgoing] = []
         async with self._engine.begin() as conn:
             existing, seen = await repository.lock_jobs(conn, job_ids, sources)
+            messages.extend(await repository.owed_messages(conn, job_ids))
             plan = plan_batch(batch, existing, seen, self.policy)
-            await self._publisher.publish([decision for _, decision in plan.applied])
+            rendered = await self._publisher.render([decision for _, decision in plan.applied])
             await repository.save_jobs(conn, existing, plan.states)
             await repository.record_inputs(
                 conn, [(d.command, d.source, decision) for d, decision in plan.applied], self.policy
             )
+            messages.extend(await repository.add_to_outbox(conn, rendered))
+        await self.relay.deliver(messages)
         for delivery, decision in plan.applied:
             self._log(delivery, decision)
         for delivery, outcome in zip(batch, plan.outcomes, strict=True):
@@ -124,6 +154,24 @@ class SchedulerService:
                 )
         return plan.outcomes
 
+    async def _refuse(self, delivery: Delivery, exc: StatementError) -> Outcome:
+        """Record an input the database cannot store as refused (its body made storable), nothing else."""
+        reason = f"input cannot be stored: {_first_line(exc)}"
+        kind, body = encode(delivery.command)
+        await self.refuse(delivery.command.job_id, delivery.source, kind, body, reason)
+        return Outcome(decision=Decision(state=None, rejected_reason=reason))
+
+    async def refuse(
+        self, job_id: str, source: str | None, kind: str, body: dict[str, object], reason: str
+    ) -> None:
+        """Record a refused input: one that cannot be read or stored. It changes no state, derives no
+        event, and shows in the job's replay."""
+        async with self._engine.begin() as conn:
+            await repository.record_refused(
+                conn, storable(job_id), source, kind, storable(body), storable(reason), self.policy
+            )
+        log.error("input refused: %s", storable(reason), extra={"job_id": storable(job_id), "input": kind})
+
     def _log(self, delivery: Delivery, decision: Decision) -> None:
         extra = {"job_id": delivery.command.job_id, "trace_id": _trace_id(delivery, decision.state)}
         if decision.applied:
@@ -131,3 +179,25 @@ class SchedulerService:
         else:
             reason = decision.rejected_reason
             log.info("input rejected: %s", reason, extra={**extra, "input": type(delivery.command).__name__})
+
+
+def unstorable(exc: StatementError) -> bool:
+    """Whether the database refused the data itself (the same input would fail again), as opposed to
+    failing (a lost connection, a timeout, a deadlock: worth a retry)."""
+    if not isinstance(exc, DBAPIError):
+        # Raised before the statement reached the server: a value the driver cannot encode.
+        return isinstance(exc.orig, UnicodeError | ValueError | TypeError)
+    cause: BaseException | None = exc.orig
+    while cause is not None:
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate[:2] in UNSTORABLE_SQLSTATE_CLASSES
+        if isinstance(cause, UnicodeError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def _first_line(exc: StatementError) -> str:
+    text = str(exc.orig).strip()
+    return text.splitlines()[0][:300] if text else type(exc.orig).__name__

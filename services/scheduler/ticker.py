@@ -1,4 +1,5 @@
-"""The clock: every interval, feed `Tick(now)` to jobs whose heartbeat deadline passed or retry time came."""
+"""The clock: every interval, feed `Tick(now)` to jobs whose heartbeat deadline passed or retry time came,
+and send what the outbox still holds from a send that failed or crashed."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ async def run_ticker(
     while not stopping.is_set():
         try:
             await tick_once(engine, service)
+            await service.relay.relay_leftovers()
         except Exception:
             log.warning("ticker pass failed, the next one retries", exc_info=True)
         try:

@@ -119,7 +119,7 @@ async def test_redelivered_input_after_commit_is_skipped(start_scheduler, js: Je
     assert types(events) == ["job.submitted", "job.queued", "job.running", "job.progress"]
 
     # The same message again (its ack was lost): recognised by its source, not applied twice. Its events
-    # are published before its input commits, so the input row may still be on its way.
+    # are sent right after its input commits, so the row is there by now; the loop is a safety margin.
     source = None
     for _ in range(100):
         async with app.engine.connect() as conn:

@@ -5,9 +5,11 @@ The job id and attempt come from the token, never from the body.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.base import FiniteFloat, StorableJson, StorableStr
 
 
 class CallbackBody(BaseModel):
@@ -28,7 +30,7 @@ class HeartbeatAnswer(BaseModel):
 class ProgressCallback(CallbackBody):
     epoch: int = Field(ge=0)
     epochs: int = Field(ge=1)
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[StorableStr, FiniteFloat] = Field(default_factory=dict)
     resumed_from_epoch: int | None = Field(
         default=None, ge=1, description="on a resumed attempt's first progress: its checkpoint's epoch"
     )
@@ -36,7 +38,7 @@ class ProgressCallback(CallbackBody):
 
 class LogCallback(CallbackBody):
     level: Literal["debug", "info", "warning", "error"] = "info"
-    message: str = Field(max_length=10_000)
+    message: StorableStr = Field(max_length=10_000)
 
 
 class ArtifactUploadRequest(CallbackBody):
@@ -56,5 +58,5 @@ class ArtifactCompleteCallback(CallbackBody):
 
 class DoneCallback(CallbackBody):
     status: Literal["succeeded", "failed", "cancelled"]
-    reason: str | None = Field(default=None, max_length=10_000)
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    reason: StorableStr | None = Field(default=None, max_length=10_000)
+    metrics: StorableJson = Field(default_factory=dict)

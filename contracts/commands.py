@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from contracts.base import Message
+from contracts.base import Message, StorableStr
 from contracts.jobs import POOL_PATTERN, JobSpec
 
 
@@ -24,7 +24,7 @@ class SubmitJob(Message):
 
     job_id: str
     project_id: str
-    name: str | None = None
+    name: StorableStr | None = None
     spec: JobSpec
     dataset: DatasetRef
     pool: str = Field(pattern=POOL_PATTERN)
@@ -36,6 +36,6 @@ class SubmitJob(Message):
 class CancelJob(Message):
     job_id: str
     project_id: str
-    reason: str | None = None
+    reason: StorableStr | None = None
     trace_id: str
     requested_at: datetime

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,6 +20,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from contracts import ultralytics_hyperparameters
+from contracts.base import storable_tree
 from contracts.datasets import DatasetFormat
 from contracts.exports import OptionalExports
 from contracts.weights import OptionalWeights
@@ -60,7 +62,9 @@ def _refusal(kind: str, message: str) -> PydanticCustomError:
 # The published schema lists every allowed argument with its type and bounds, so a consumer of the contract
 # sees what a job may set; validation itself is `ultralytics_hyperparameters.problems`, which also says why.
 Arguments = Annotated[
-    dict[str, Any], WithJsonSchema(ultralytics_hyperparameters.json_schema(), mode="validation")
+    dict[str, Any],
+    AfterValidator(storable_tree),
+    WithJsonSchema(ultralytics_hyperparameters.json_schema(), mode="validation"),
 ]
 
 

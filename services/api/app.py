@@ -12,15 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
+from starlette.types import Scope
 
 from contracts.validation import ValidationLimits
 from services.api.datasets import Intake
-from services.api.errors import ApiError
+from services.api.deps import authenticate
 from services.api.feed import EventFeed
 from services.api.messaging import CommandPublisher, NatsCommandPublisher
 from services.api.read_model import ReadModelConsumer
@@ -30,7 +27,9 @@ from services.api.settings import ApiSettings
 from services.api.submit_shortcut import SubmitShortcut
 from services.api.submits import SubmitWriter
 from services.api.upload_sweeper import UploadSweeper
+from services.common import http_errors
 from services.common.db import make_engine, make_sessionmaker
+from services.common.http_guard import BodyLimit, Headers, Limits, RequestGuard
 from services.common.nats import connect, ensure_streams
 from services.common.startup import tune_garbage_collector
 from services.common.storage import Storage, make_storage
@@ -40,12 +39,13 @@ log = logging.getLogger(__name__)
 UPLOAD_SWEEP_EVERY = timedelta(hours=1)
 
 
-def _lifespan(settings: ApiSettings) -> Any:
+def _lifespan(settings: ApiSettings, limits: Limits) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nc = await connect(settings.nats_url, "vtp-api")
         js = nc.jetstream()
         await ensure_streams(js)
+        limits.json_body = min(limits.json_body, nc.max_payload - ENVELOPE_BYTES)
         # Sized for many concurrent submits (each holds a connection while it awaits the PubAck), with no
         # overflow: past 32, a request waits for a connection rather than open (and then close) one. No
         # pre-ping: a dropped connection costs one request a 503, not every request a round trip.
@@ -103,48 +103,40 @@ def intake(settings: ApiSettings, storage: Storage, publisher: CommandPublisher)
     )
 
 
-def _error(status: int, error: str, detail: Any) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+# A command carries the body (a spec, a name) and a small envelope: a body within the limit fits a message.
+ENVELOPE_BYTES = 16 * 1024
+UPLOADS = frozenset({"/v1/datasets", "/v1/models"})
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return _error(exc.status, exc.code, exc.detail)
+def _protected(scope: Scope) -> bool:
+    return bool(scope["path"].startswith("/v1/"))
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    return _error(422, "validation_error", detail)
+def _body_limit(limits: Limits) -> BodyLimit:
+    def body_limit(scope: Scope, headers: Headers) -> int | None:
+        # Multipart uploads read and limit their own bodies (the dataset and model size limits).
+        if scope["method"] == "POST" and scope["path"] in UPLOADS:
+            if headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+                return None
+        return limits.json_body
 
-
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    codes = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
-    response = _error(exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail)
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
-
-
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", exc)
-    return _error(503, "unavailable", "the database is unavailable; retry later")
+    return body_limit
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
+    limits = Limits(json_body=settings.max_body_bytes)
     app = FastAPI(
         title="Vision Training Platform API",
         version="1.0.0",
         description="Submit vision training jobs, upload datasets, follow jobs live over Server-Sent Events.",
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(settings, limits),
     )
     app.add_middleware(SubmitShortcut)
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(DBAPIError, _database_unavailable)
+    # Outermost of the app's own: authentication and the body limit come before anything reads the body.
+    app.add_middleware(
+        RequestGuard, protected=_protected, authenticate=authenticate, body_limit=_body_limit(limits)
+    )
+    http_errors.install(app)
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)

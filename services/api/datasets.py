@@ -313,7 +313,7 @@ async def find(
 def parse_reference(reference: str) -> tuple[str, int | None]:
     """`shapes:2` -> ("shapes", 2); `shapes` -> ("shapes", None)."""
     name, colon, version = reference.rpartition(":")
-    if colon and version.isdigit():
+    if colon and version.isascii() and version.isdigit() and len(version) <= 9:  # what an int column holds
         return name, int(version)
     return reference, None
 

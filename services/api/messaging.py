@@ -73,6 +73,8 @@ class NatsCommandPublisher:
                 headers=_headers(msg_id, trace_id),
                 timeout=PUBLISH_TIMEOUT,
             )
+        except nats.errors.MaxPayloadError:
+            raise  # not the bus failing: rendered as 413
         except (TimeoutError, nats.errors.Error) as exc:
             raise _unavailable(str(exc)) from exc
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from contracts.base import StorableJson, StorableStr
 from contracts.commands import DatasetRef
 from contracts.datasets import DatasetFormat as DatasetFormat  # the upload's `format` values
 from contracts.exports import ExportFormats
@@ -29,14 +30,14 @@ class JobCreate(BaseModel):
         description="timm: a model name (resnet18). ultralytics: a model YAML whose suffix fits the task "
         "(yolo11n.yaml, yolo11n-seg.yaml, yolo11n-cls.yaml)."
     )
-    hyperparameters: dict[str, Any] = Field(
+    hyperparameters: StorableJson = Field(
         default_factory=dict,
         description="timm: epochs, batch_size, image_size, learning_rate. ultralytics: Ultralytics train "
         "arguments (epochs, imgsz, batch, lr0, ...); those the platform sets (device, project, ...) are "
         "refused.",
     )
-    name: str | None = Field(default=None, max_length=200)
-    dataset: str = Field(
+    name: StorableStr | None = Field(default=None, max_length=200)
+    dataset: StorableStr = Field(
         min_length=1,
         max_length=120,
         description="A dataset of the caller's project: its id, `name:version`, or `name` (its newest READY "
@@ -196,10 +197,10 @@ class DatasetFromUpload(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: StorableStr = Field(min_length=1, max_length=100)
     format: DatasetFormat
-    upload_id: str = Field(description="From `POST /v1/datasets/uploads`.")
-    filename: str | None = Field(default=None, max_length=255, description="The archive's file name.")
+    upload_id: StorableStr = Field(description="From `POST /v1/datasets/uploads`.")
+    filename: StorableStr | None = Field(default=None, max_length=255, description="The archive's file name.")
 
 
 class UploadOut(BaseModel):

@@ -213,13 +213,23 @@ def encode_cursor(job: Job) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+CURSOR_YEARS = (1970, 9000)
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, job_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), str(job_id)
+        after = datetime.fromisoformat(created_at)
     except (ValueError, TypeError, binascii.Error) as exc:
         raise InvalidField(("query", "cursor"), "invalid cursor") from exc
+    # Only what encode_cursor writes: an aware time a job can have, and an id (a crafted year 1 or 9999, a
+    # naive time or a NUL would otherwise reach the database as a query it cannot run).
+    if after.tzinfo is None or not CURSOR_YEARS[0] <= after.year <= CURSOR_YEARS[1]:
+        raise InvalidField(("query", "cursor"), "invalid cursor")
+    if not isinstance(job_id, str) or not job_id.isascii() or not job_id.isprintable() or len(job_id) > 200:
+        raise InvalidField(("query", "cursor"), "invalid cursor")
+    return after, job_id
 
 
 async def list_jobs(

@@ -16,6 +16,9 @@ class ApiSettings(CommonSettings):
     port: int = Field(default=8000, ge=0, le=65535, validation_alias="VTP_API_PORT")
     max_dataset_bytes: int = Field(default=2 * GIB, ge=1, validation_alias="VTP_MAX_DATASET_BYTES")
     max_model_bytes: int = Field(default=2 * GIB, ge=1, validation_alias="VTP_MAX_MODEL_BYTES")
+    # The most a JSON body (a submit, a cancel, a dataset naming an upload) may be; multipart uploads have
+    # the dataset and model limits. Lowered at start-up to what fits one NATS message.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, validation_alias="VTP_API_MAX_BODY_BYTES")
     # Every uploaded dataset is validated by a job on this pool (CPU is enough).
     validation_pool: str = Field(
         default="local", pattern=POOL_PATTERN, validation_alias="VTP_VALIDATION_POOL"

@@ -10,36 +10,65 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common import http_errors, http_health, storage, tokens
 from services.common import nats as common_nats
-from services.common import storage, tokens
 from services.common.db import make_engine
+from services.common.http_guard import BodyLimit, Headers, Limits, RequestGuard
+from services.common.http_health import READINESS_RESPONSES
 from services.common.startup import tune_garbage_collector
-from services.events import errors
 from services.events.handlers import run_job_status_consumer
 from services.events.routes import callbacks
 from services.events.routes import storage as storage_routes
-from services.events.service import CallbackService, StorageService
+from services.events.service import CallbackService, StorageService, verify_token
 from services.events.settings import EventsSettings
 
 log = logging.getLogger(__name__)
 
 
+# A report carries the callback's body and a small envelope: a body within the limit fits a message.
+ENVELOPE_BYTES = 16 * 1024
+
+
+def _protected(scope: Scope) -> bool:
+    return bool(scope["path"].startswith("/v1/callbacks/"))
+
+
+async def _authenticate(scope: Scope, headers: Headers) -> tokens.CallbackClaims:
+    """The callback token, verified before the body is read; the route finds the claims in `scope["auth"]`."""
+    authorization = headers.get(b"authorization")
+    header = authorization.decode("latin-1") if authorization is not None else None
+    return verify_token(scope["app"].state.token_verifier, header)
+
+
+def _body_limit(limits: Limits) -> BodyLimit:
+    def body_limit(scope: Scope, headers: Headers) -> int | None:
+        # A signed PUT streams the object to storage within the URL's own limit.
+        if scope["method"] == "PUT" and scope["path"].startswith("/v1/storage/"):
+            return None
+        return limits.json_body
+
+    return body_limit
+
+
 def create_app(settings: EventsSettings) -> FastAPI:
+    limits = Limits(json_body=settings.max_body_bytes)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nc = await common_nats.connect(settings.nats_url, name="vtp-events")
         js = nc.jetstream()
         await common_nats.ensure_streams(js)
+        limits.json_body = min(limits.json_body, nc.max_payload - ENVELOPE_BYTES)
         # No pre-ping: a dropped connection costs one heartbeat its stop answer, not every callback a round
         # trip (see make_engine).
         engine = make_engine(settings.database_url, pre_ping=False)
         signer = storage.UrlSigner(settings.storage_signing_key, settings.events_url)
         local = storage.LocalStorage(settings.storage_dir, signer)
+        app.state.nats = nc
+        app.state.engine = engine
         app.state.token_verifier = tokens.TokenVerifier(tokens.load_public_key(settings.public_key_pem()))
         # A heartbeat's status read is one statement: in autocommit, without BEGIN and ROLLBACK round trips.
         status_reader = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -61,25 +90,26 @@ def create_app(settings: EventsSettings) -> FastAPI:
             await objects.aclose()
 
     app = FastAPI(title="vtp events", version="1", lifespan=lifespan)
-
-    @app.exception_handler(errors.EventsError)
-    async def render_error(request: Request, exc: errors.EventsError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthorized) else None
-        return JSONResponse(
-            {"error": exc.error, "detail": exc.detail}, status_code=exc.status_code, headers=headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def render_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = jsonable_encoder(exc.errors(), exclude={"input", "ctx"})
-        return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
-
+    # The token and the body limit come before anything reads the body; the access log sees every answer.
+    app.add_middleware(
+        RequestGuard, protected=_protected, authenticate=_authenticate, body_limit=_body_limit(limits)
+    )
     if settings.access_log:
         app.add_middleware(PathOnlyAccessLog)
+    http_errors.install(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers; asks no dependency."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses=READINESS_RESPONSES)
+    async def readyz(request: Request) -> Response:
+        """200 when Postgres and NATS both answer; 503 (`Retry-After`) naming each that does not."""
+        state = request.app.state
+        return await http_health.readiness(
+            {"database": http_health.database(state.engine), "nats": http_health.message_bus(state.nats)}
+        )
 
     app.include_router(callbacks.router)
     app.include_router(storage_routes.router)

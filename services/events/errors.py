@@ -1,56 +1,40 @@
-"""Every expected failure of the events service is an `EventsError` with an HTTP status; one handler in
-`app.py` renders them all as `{"error": ..., "detail": ...}`."""
+"""The events service's errors: the platform's one error base (`services.common.errors`) plus the failures
+only callbacks and signed storage URLs have. One handler renders them all (`services.common.http_errors`)."""
 
 from __future__ import annotations
 
+from services.common.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+)
+from services.common.errors import ServiceError as EventsError
 
-class EventsError(Exception):
-    status_code = 400
-    error = "bad_request"
+TooLarge = PayloadTooLarge
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class Unauthorized(EventsError):
-    """The callback token is missing or refused (expired, tampered, wrong algorithm...)."""
-
-    status_code = 401
-    error = "unauthorized"
-
-
-class Forbidden(EventsError):
-    """A signed storage URL that is expired, tampered with, or for another key or method."""
-
-    status_code = 403
-    error = "forbidden"
-
-
-class InvalidKey(EventsError):
-    status_code = 400
-    error = "invalid_key"
+__all__ = [
+    "ArtifactMismatch",
+    "EventsError",
+    "Forbidden",
+    "InvalidKey",
+    "NotFound",
+    "TooLarge",
+    "Unauthorized",
+    "Unavailable",
+]
 
 
-class NotFound(EventsError):
-    status_code = 404
-    error = "not_found"
+class InvalidKey(BadRequest):
+    """A storage key that is malformed or points outside the job's place."""
+
+    code = "invalid_key"
 
 
-class ArtifactMismatch(EventsError):
+class ArtifactMismatch(Conflict):
     """`artifacts/complete` for an object that is missing or whose size differs from the claim."""
 
-    status_code = 409
-    error = "artifact_mismatch"
-
-
-class TooLarge(EventsError):
-    status_code = 413
-    error = "too_large"
-
-
-class Unavailable(EventsError):
-    """NATS or the database did not answer: the caller should retry."""
-
-    status_code = 503
-    error = "unavailable"
+    code = "artifact_mismatch"

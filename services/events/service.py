@@ -194,6 +194,8 @@ class CallbackService:
                 stream=subjects.REPORTS_STREAM,
                 headers=headers or None,
             )
+        except nats.errors.MaxPayloadError as exc:
+            raise errors.TooLarge("the report is larger than the message bus takes") from exc
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("publishing %s failed: %s", subject, exc)
             raise errors.Unavailable("could not record the report, retry") from exc

@@ -19,6 +19,9 @@ class EventsSettings(CommonSettings):
     )
     artifact_url_ttl: int = Field(default=3600, ge=1, validation_alias="VTP_ARTIFACT_URL_TTL")
     max_upload_bytes: int = Field(default=10 * GIB, ge=1, validation_alias="VTP_MAX_UPLOAD_BYTES")
+    # The most a callback body may be (a log line is at most 10,000 characters); signed PUTs have their own
+    # limit. Lowered at start-up to what fits one NATS message (the report it becomes).
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, validation_alias="VTP_EVENTS_MAX_BODY_BYTES")
     # One log line per callback costs it measurable CPU; off unless asked for (debugging).
     access_log: bool = Field(default=False, validation_alias="VTP_EVENTS_ACCESS_LOG")
 

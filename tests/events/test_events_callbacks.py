@@ -102,7 +102,7 @@ async def test_a_report_cannot_be_filed_under_another_job(events_service, js):
     smuggled = {"job_id": other, "attempt": 9, "epoch": 1, "epochs": 2}
     response = await post(events_service.url, "progress", token, smuggled)
     assert response.status_code == 422
-    assert response.json()["error"] == "invalid_request"
+    assert response.json()["error"] == "validation_error"
     assert (await post(events_service.url, "progress", token, {"epoch": 1, "epochs": 2})).status_code == 202
     assert await stored_reports(js, other) == []
     assert [s for s, _ in await stored_reports(js, job_id)] == [subjects.report_subject(job_id, "progress")]

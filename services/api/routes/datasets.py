@@ -15,7 +15,8 @@ from services.api import datasets
 from services.api.datasets import Registered
 from services.api.deps import CurrentProject, IntakeDep, SessionDep, SettingsDep
 from services.api.errors import BadRequest, InvalidField
-from services.api.routes.uploads import multipart_schema, refuse_oversized
+from services.api.routes.params import DatasetName, DatasetReference
+from services.api.routes.uploads import multipart_schema, refuse_oversized, storable_field
 from services.api.schemas import (
     DatasetCreated,
     DatasetFromUpload,
@@ -44,7 +45,7 @@ def _text_field(form: FormData, name: str, max_length: int) -> str:
         raise InvalidField(("body", name), "field required")
     if len(value) > max_length:
         raise InvalidField(("body", name), f"at most {max_length} characters")
-    return value.strip()
+    return storable_field(name, value.strip())
 
 
 @router.post("/uploads", status_code=201, response_model=UploadOut, responses=ERRORS)
@@ -90,8 +91,9 @@ async def create_dataset(
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise InvalidField(("body", "file"), "field required: the dataset archive (.zip or .tar.gz)")
+            filename = storable_field("file", upload.filename) if upload.filename else upload.filename
             registered = await datasets.create_from_file(
-                session, intake, project.id, name, dataset_format, upload.filename, upload.file, now
+                session, intake, project.id, name, dataset_format, filename, upload.file, now
             )
     else:
         raise BadRequest(
@@ -119,7 +121,7 @@ def _created(registered: Registered) -> JSONResponse:
 async def list_datasets(
     project: CurrentProject,
     session: SessionDep,
-    name: Annotated[str | None, Query(max_length=100, description="Only this name's versions.")] = None,
+    name: DatasetName = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DatasetPage:
     """Newest first."""
@@ -128,6 +130,8 @@ async def list_datasets(
 
 
 @router.get("/{reference}", response_model=DatasetOut, responses=ERRORS)
-async def get_dataset(reference: str, project: CurrentProject, session: SessionDep) -> DatasetOut:
+async def get_dataset(
+    reference: DatasetReference, project: CurrentProject, session: SessionDep
+) -> DatasetOut:
     """A dataset by id, `name:version`, or `name` (its newest version, whatever its status)."""
     return DatasetOut.of(await datasets.get(session, project.id, reference))

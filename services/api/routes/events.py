@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
 from contracts.jobs import JobState
 from services.api import service, sse
 from services.api.deps import CurrentProject, FeedDep, ReadModelDep, SessionDep, SettingsDep
 from services.api.errors import InvalidField
+from services.api.routes.params import MAX_SEQUENCE, JobId, LastEventIdQuery
 from services.api.schemas import ErrorOut
 
 router = APIRouter(tags=["events"])
@@ -26,20 +27,21 @@ SSE_RESPONSE = {
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 LastEventIdHeader = Annotated[str | None, Header(alias="Last-Event-ID")]
-LastEventIdQuery = Annotated[int | None, Query(ge=0, description="Same as the Last-Event-ID header.")]
 
 
 def _resume_point(header: str | None, query: int | None) -> int | None:
     if header is not None and header.strip():
-        if not header.strip().isdigit():
+        value = header.strip()
+        # ASCII digits only: str.isdigit() also takes '²' and other digits int() refuses or reads.
+        if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_SEQUENCE):
             raise InvalidField(("header", "Last-Event-ID"), "must be a stream sequence (a whole number)")
-        return int(header)
+        return int(value)
     return query
 
 
 @router.get("/v1/jobs/{job_id}/events", response_class=StreamingResponse, responses=SSE_RESPONSE)
 async def job_events(
-    job_id: str,
+    job_id: JobId,
     project: CurrentProject,
     session: SessionDep,
     feed: FeedDep,

@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.base import StorableStr
 from contracts.jobs import JobState
 from services.api import service
 from services.api.deps import (
@@ -19,6 +20,7 @@ from services.api.deps import (
     SubmittingDep,
 )
 from services.api.errors import NotFound
+from services.api.routes.params import ArtifactName, Cursor, Framework, JobId
 from services.api.schemas import ArtifactOut, ErrorOut, JobCreate, JobOut, JobPage
 from services.common.storage import InvalidKey, ObjectNotFound
 
@@ -28,7 +30,9 @@ IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 
 class CancelRequest(BaseModel):
-    reason: str | None = Field(default=None, max_length=1000)
+    model_config = ConfigDict(extra="forbid")
+
+    reason: StorableStr | None = Field(default=None, max_length=1000)
 
 
 @router.post(
@@ -68,9 +72,9 @@ async def list_jobs(
     project: CurrentProject,
     session: SessionDep,
     state: JobState | None = None,
-    framework: Annotated[str | None, Query(max_length=32)] = None,
+    framework: Framework = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Cursor = None,
 ) -> JobPage:
     """Jobs of the caller's project, newest first. The platform's own dataset validation jobs are listed
     only when asked for (`framework=validation`)."""
@@ -79,7 +83,7 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
-async def get_job(job_id: str, project: CurrentProject, session: SessionDep) -> JobOut:
+async def get_job(job_id: JobId, project: CurrentProject, session: SessionDep) -> JobOut:
     return JobOut.of(await service.get_job(session, project.id, job_id))
 
 
@@ -87,7 +91,7 @@ async def get_job(job_id: str, project: CurrentProject, session: SessionDep) -> 
     "/{job_id}/cancel", status_code=202, response_model=JobOut, responses={**ERRORS, 409: {"model": ErrorOut}}
 )
 async def cancel_job(
-    job_id: str,
+    job_id: JobId,
     project: CurrentProject,
     session: SessionDep,
     publisher: PublisherDep,
@@ -100,7 +104,7 @@ async def cancel_job(
 
 
 @router.get("/{job_id}/artifacts", response_model=list[ArtifactOut], responses=ERRORS)
-async def list_artifacts(job_id: str, project: CurrentProject, session: SessionDep) -> list[ArtifactOut]:
+async def list_artifacts(job_id: JobId, project: CurrentProject, session: SessionDep) -> list[ArtifactOut]:
     """The job's artifacts by name (a bare list: a job has few)."""
     artifacts = await service.list_artifacts(session, project.id, job_id)
     return [ArtifactOut.of(artifact) for artifact in artifacts]
@@ -112,7 +116,7 @@ async def list_artifacts(job_id: str, project: CurrentProject, session: SessionD
     responses={**ERRORS, 200: {"content": {"application/octet-stream": {}}}},
 )
 async def download_artifact(
-    job_id: str, name: str, project: CurrentProject, session: SessionDep, storage: StorageDep
+    job_id: JobId, name: ArtifactName, project: CurrentProject, session: SessionDep, storage: StorageDep
 ) -> StreamingResponse:
     artifact = await service.get_artifact(session, project.id, job_id, name)
     try:

@@ -11,7 +11,8 @@ from starlette.datastructures import UploadFile
 from services.api import weights
 from services.api.deps import CurrentProject, SessionDep, SettingsDep, StorageDep
 from services.api.errors import BadRequest, InvalidField
-from services.api.routes.uploads import multipart_schema, refuse_oversized
+from services.api.routes.params import ModelId
+from services.api.routes.uploads import multipart_schema, refuse_oversized, storable_field
 from services.api.schemas import ErrorOut, ModelOut, ModelPage
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -46,7 +47,11 @@ async def upload_model(
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidField(("body", "file"), "field required: the weights (.pt)")
+        if upload.filename:
+            storable_field("file", upload.filename)
         name = form.get("name")
+        if isinstance(name, str):
+            storable_field("name", name)
         if not isinstance(name, str) or not name.strip():
             name = (upload.filename or "weights.pt").rsplit("/", 1)[-1].removesuffix(".pt") or "weights"
         model = await weights.upload(
@@ -73,5 +78,5 @@ async def list_models(
 
 
 @router.get("/{model_id}", response_model=ModelOut, responses=ERRORS)
-async def get_model(model_id: str, project: CurrentProject, session: SessionDep) -> ModelOut:
+async def get_model(model_id: ModelId, project: CurrentProject, session: SessionDep) -> ModelOut:
     return ModelOut.model_validate(await weights.get(session, project.id, model_id))

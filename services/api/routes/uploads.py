@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import Request
 
-from services.api.errors import PayloadTooLarge
+from contracts.base import text_problem
+from services.api.errors import InvalidField, PayloadTooLarge
 
 # Room for the multipart framing and the small fields around the file; also the most a JSON body may be.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -16,8 +17,15 @@ MULTIPART_OVERHEAD = 64 * 1024
 def refuse_oversized(request: Request, limit: int, what: str, overhead: int = MULTIPART_OVERHEAD) -> None:
     """413 when the request says it is larger than `limit` (of the file) plus `overhead` (of the framing)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + overhead:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit + overhead:
         raise PayloadTooLarge(f"upload is {declared} bytes; the {what} limit is {limit} bytes")
+
+
+def storable_field(name: str, value: str) -> str:
+    """A form field's text, when Postgres can store it (a form is read by hand, not by a model)."""
+    if (problem := text_problem(value)) is not None:
+        raise InvalidField(("body", name), problem, "unstorable_text")
+    return value
 
 
 def multipart_schema(

@@ -45,7 +45,7 @@ async def upload(
 ) -> JSONResponse:
     service.authorize(key, "PUT", method, expires, signature, max_bytes)
     length = request.headers.get("content-length")
-    declared = int(length) if length and length.isdigit() else None
+    declared = int(length) if length and length.isascii() and length.isdigit() else None
     chunks = (chunk async for chunk in request.stream() if chunk)
     info = await service.write(key, chunks, declared, max_bytes)
     return JSONResponse({"key": info.key, "size": info.size}, status_code=201)

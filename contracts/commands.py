@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from contracts.base import Message, StorableStr
+from contracts.base import Message, StorableStr, absent
 from contracts.jobs import POOL_PATTERN, JobSpec
 
 
@@ -31,6 +31,14 @@ class SubmitJob(Message):
     max_attempts: int = Field(ge=1, le=100)
     trace_id: str
     submitted_at: datetime
+    idempotency_key: StorableStr | None = Field(
+        default=None,
+        max_length=255,
+        exclude_if=absent,
+        description="The `Idempotency-Key` the job was submitted with. `job_id` is then derived from the "
+        "project and the key (a retry is the same message), and `job.submitted` carries the key on, so a job "
+        "row rebuilt from the stream still answers a retry with this job.",
+    )
 
 
 class CancelJob(Message):

@@ -18,7 +18,7 @@ class JobEvent(Message):
     `time` comes from the input that caused the event, never from the clock at publish time.
 
     Payload by type:
-    - job.submitted: name, spec, dataset, pool, max_attempts
+    - job.submitted: name, spec, dataset, pool, max_attempts; idempotency_key when it was submitted with one
     - job.queued: pool
     - job.running: (empty)
     - job.progress: epoch, epochs, metrics; resumed_from_epoch on the first progress of an attempt that

@@ -37,7 +37,7 @@ from services.api.models import ApiKey, Artifact, Dataset, DatasetStatus, Job, P
 jobs: Table = Job.__table__  # type: ignore[assignment]
 datasets: Table = Dataset.__table__  # type: ignore[assignment]
 
-_INSERT_JOB_IF_MISSING = insert(jobs).on_conflict_do_nothing(index_elements=["id"])
+_INSERT_JOB_IF_MISSING = insert(jobs).on_conflict_do_nothing().returning(jobs.c.id)
 
 # Projects and keys
 
@@ -170,13 +170,27 @@ async def delete_jobs(conn: AsyncConnection, job_ids: list[str]) -> None:
 
 
 async def insert_job_if_missing(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(_INSERT_JOB_IF_MISSING, values)
+    """Insert a job's row unless it exists. Should another job of the project hold its idempotency key
+    already (two jobs submitted with one key, before job ids were derived from keys), the row is kept
+    without the key rather than lost."""
+    if (await conn.execute(_INSERT_JOB_IF_MISSING, values)).first() is not None:
+        return
+    if values.get("idempotency_key") is not None and not await job_exists(conn, values["id"]):
+        await conn.execute(_INSERT_JOB_IF_MISSING, {**values, "idempotency_key": None})
 
 
-async def job_by_idempotency_key(conn: AsyncConnection, project_id: str, key: str) -> dict[str, Any] | None:
-    """The job's row (its columns by name)."""
-    statement = select(jobs).where(jobs.c.project_id == project_id, jobs.c.idempotency_key == key)
-    row = (await conn.execute(statement)).one_or_none()
+async def job_by_idempotency_key(
+    conn: AsyncConnection, project_id: str, key: str, job_id: str
+) -> dict[str, Any] | None:
+    """The row (its columns by name) of the project's job with this key, or with the id derived from it
+    (a row rebuilt from the stream before `job.submitted` carried the key)."""
+    statement = (
+        select(jobs)
+        .where(jobs.c.project_id == project_id, or_(jobs.c.idempotency_key == key, jobs.c.id == job_id))
+        .order_by(jobs.c.idempotency_key.is_(None))
+        .limit(1)
+    )
+    row = (await conn.execute(statement)).first()
     return None if row is None else dict(row._mapping)
 
 
@@ -262,13 +276,14 @@ def _arrays(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[s
 
 @functools.cache
 def _insert_rows(columns: tuple[str, ...]) -> TextClause:
-    """Insert rows, skipping one whose project already has a job with its idempotency key (of two racing
-    submits with the same key, ON CONFLICT makes the second wait for the first to commit, then insert
-    nothing); returns the ids inserted."""
+    """Insert rows, skipping one whose project already has a job with its idempotency key or whose id (derived
+    from that key) exists (of two racing submits with the same key, ON CONFLICT makes the second wait for
+    the first to commit, then insert nothing); returns the ids inserted. No conflict target: both unique
+    indexes arbitrate, so a race on either skips the row rather than fail the batch."""
     return text(
         f"INSERT INTO {jobs.name} ({', '.join(columns)}) "
         f"SELECT {', '.join(_value(column) for column in columns)} FROM {_unnest(columns)} "
-        "ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING id"
+        "ON CONFLICT DO NOTHING RETURNING id"
     )
 
 

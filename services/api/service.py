@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -98,9 +99,23 @@ async def _dataset_ref(engine: AsyncEngine, lookups: Lookups, project_id: str, r
     return ref
 
 
-async def _job_with_idempotency_key(engine: AsyncEngine, project_id: str, key: str) -> dict[str, Any] | None:
+def ids_for_idempotency_key(project_id: str, key: str) -> tuple[str, str]:
+    """The job id and trace id of the job a project submits with this `Idempotency-Key`.
+
+    Derived, not drawn: a retry after the api died (or its commit failed) between the PubAck and the commit
+    finds no row, yet publishes the same `SubmitJob` (`Nats-Msg-Id = job_id`: JetStream drops the copy
+    within its window, the scheduler ignores a submit for a job it has after it) and writes the row the
+    first request meant to write.
+    """
+    digest = hashlib.sha256(f"{project_id}\n{key}".encode()).hexdigest()
+    return digest[:32], digest[32:]
+
+
+async def _job_with_idempotency_key(
+    engine: AsyncEngine, project_id: str, key: str, job_id: str
+) -> dict[str, Any] | None:
     async with engine.connect() as conn:
-        return await repository.job_by_idempotency_key(conn, project_id, key)
+        return await repository.job_by_idempotency_key(conn, project_id, key, job_id)
 
 
 @dataclass(frozen=True)
@@ -125,16 +140,17 @@ async def submit_job(
     """
     engine = submitting.engine
     if idempotency_key is not None:
-        existing = await _job_with_idempotency_key(engine, project_id, idempotency_key)
+        job_id, trace_id = ids_for_idempotency_key(project_id, idempotency_key)
+        existing = await _job_with_idempotency_key(engine, project_id, idempotency_key, job_id)
         if existing is not None:
             return Submitted(existing, created=False)
+    else:
+        job_id, trace_id = uuid.uuid4().hex, new_trace_id()
     dataset = await _dataset_ref(engine, submitting.lookups, project_id, request.dataset)
     spec = request.spec_for(dataset)
     if request.weights is not None:
         async with engine.connect() as conn:
             await weights.check_reference(conn, project_id, request.weights)
-    job_id = uuid.uuid4().hex
-    trace_id = new_trace_id()
     values: dict[str, Any] = {
         "id": job_id,
         "project_id": project_id,
@@ -167,11 +183,12 @@ async def submit_job(
         max_attempts=request.max_attempts,
         trace_id=trace_id,
         submitted_at=now,
+        idempotency_key=idempotency_key,
     )
     if not await submitting.writer.submit(values, command):
-        # Only the idempotency key can conflict, and the conflicting row is committed by then.
+        # Only a keyed submit can conflict (its key, or its derived id), and that row is committed by then.
         assert idempotency_key is not None
-        existing = await _job_with_idempotency_key(engine, project_id, idempotency_key)
+        existing = await _job_with_idempotency_key(engine, project_id, idempotency_key, job_id)
         if existing is None:  # pragma: no cover
             raise Conflict("a concurrent request with the same Idempotency-Key is in progress")
         return Submitted(existing, created=False)
@@ -276,6 +293,8 @@ def _job_from_submitted(event: JobEvent) -> dict[str, Any]:
         "trace_id": event.trace_id,
         "created_at": event.time,
         "updated_at": event.time,
+        # Restored with the row, so a retry of the submit still finds this job by its key.
+        "idempotency_key": payload.get("idempotency_key"),
     }
 
 
@@ -288,7 +307,11 @@ def _changes(event: JobEvent) -> dict[str, Any]:
         "updated_at": event.time,
     }
     payload = event.payload
-    if event.type == EventType.PROGRESS:
+    if event.type == EventType.SUBMITTED:
+        # The submit's time as the scheduler recorded it: a row written by a retry of a submit whose first
+        # request died after its PubAck holds the retry's time until then.
+        changes["created_at"] = event.time
+    elif event.type == EventType.PROGRESS:
         changes["metrics"] = {
             "epoch": payload.get("epoch"),
             "epochs": payload.get("epochs"),

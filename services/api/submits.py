@@ -80,7 +80,7 @@ class SubmitWriter:
         try:
             async with self._engine.begin() as conn:  # commits when the block ends
                 inserted = await repository.insert_jobs(conn, [pending.row for pending in batch])
-                fresh = [pending for pending in batch if pending.row["id"] in inserted]
+                fresh = _first_of_each(batch, inserted)
                 refusals = await self._publisher.submit_many([pending.command for pending in fresh])
                 # A job whose command the bus refused must not exist: its request answers 503.
                 refused = [p.row["id"] for p, refusal in zip(fresh, refusals, strict=True) if refusal]
@@ -91,9 +91,20 @@ class SubmitWriter:
             for pending in batch:
                 _settle(pending.outcome, exc)
             return
-        outcomes = {p.row["id"]: refusal or True for p, refusal in zip(fresh, refusals, strict=True)}
+        outcomes = {id(p): refusal or True for p, refusal in zip(fresh, refusals, strict=True)}
         for pending in batch:
-            _settle(pending.outcome, outcomes.get(pending.row["id"], False))
+            _settle(pending.outcome, outcomes.get(id(pending), False))
+
+
+def _first_of_each(batch: list[PendingSubmit], inserted: set[str]) -> list[PendingSubmit]:
+    """The submits whose rows were inserted. Retries with one idempotency key derive one job id, so
+    several in a batch share an id: the first is the one inserted, the others find its job after."""
+    fresh: list[PendingSubmit] = []
+    for pending in batch:
+        if pending.row["id"] in inserted:
+            inserted.discard(pending.row["id"])
+            fresh.append(pending)
+    return fresh
 
 
 def _settle(outcome: asyncio.Future[bool], result: bool | BaseException) -> None:

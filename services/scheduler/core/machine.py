@@ -120,6 +120,7 @@ def _submit(job: Job | None, command: SubmitJob) -> Decision:
             "dataset": command.dataset.model_dump(mode="json"),
             "pool": command.pool,
             "max_attempts": command.max_attempts,
+            **({"idempotency_key": command.idempotency_key} if command.idempotency_key else {}),
         },
     )
     builder.queue()

@@ -18,6 +18,7 @@ TooLarge = PayloadTooLarge
 
 __all__ = [
     "ArtifactMismatch",
+    "AttemptSuperseded",
     "EventsError",
     "Forbidden",
     "InvalidKey",
@@ -38,3 +39,9 @@ class ArtifactMismatch(Conflict):
     """`artifacts/complete` for an object that is missing or whose size differs from the claim."""
 
     code = "artifact_mismatch"
+
+
+class AttemptSuperseded(Conflict):
+    """A callback from an attempt the job has moved on from: only its heartbeat is answered (with stop)."""
+
+    code = "attempt_superseded"

@@ -1,5 +1,12 @@
 """Decisions of the events service: turn verified callbacks into reports, answer heartbeats, hand out and
-check artifact uploads, guard the local-storage endpoints. No FastAPI here: transport lives in `routes/`."""
+check artifact uploads, guard the local-storage endpoints. No FastAPI here: transport lives in `routes/`.
+
+Attempts are fenced: a token of an attempt older than the job's current one (`events_job_status`, from
+`job.retrying`) is refused for everything but a heartbeat, which tells it to stop. Its uploads cannot reach
+the job's artifacts either: an upload URL is for the attempt's own place (`staging_key`), and only an
+`artifacts/complete` that passes the fence moves the file to the job's artifact key, which the api serves
+and a retry resumes from. A URL signed before the retry and used after it writes where nothing reads.
+"""
 
 from __future__ import annotations
 
@@ -73,6 +80,20 @@ def verify_token(verifier: tokens.TokenVerifier, authorization: str | None) -> C
         raise errors.Unauthorized(str(exc)) from None
 
 
+def staging_key(job_id: str, attempt: int, name: str) -> str:
+    """Where an attempt's upload of artifact `name` lands until its `artifacts/complete`."""
+    try:
+        return storage.validate_key(f"jobs/{job_id}/attempts/{attempt}/{name}")
+    except storage.InvalidKey as exc:
+        raise errors.InvalidKey(str(exc)) from None
+
+
+def superseded(status: JobStatusRow | None, attempt: int) -> bool:
+    """Whether the job has moved on to a newer attempt. An unknown job, or a status still at an older
+    attempt, is a status lagging behind the dispatch: the token's attempt is taken as current."""
+    return status is not None and status.attempt > attempt
+
+
 def should_stop(status: JobStatusRow | None, attempt: int) -> HeartbeatAnswer:
     """Stop when the job is terminal or has moved on to a newer attempt. An unknown job, or a read model
     still at an older attempt, is a read model lagging behind the dispatch: keep going."""
@@ -80,7 +101,7 @@ def should_stop(status: JobStatusRow | None, attempt: int) -> HeartbeatAnswer:
         return HeartbeatAnswer(stop=False)
     if JobState(status.state).terminal:
         return HeartbeatAnswer(stop=True, reason=f"job is {status.state}")
-    if status.attempt > attempt:
+    if superseded(status, attempt):
         return HeartbeatAnswer(
             stop=True, reason=f"attempt {attempt} is superseded by attempt {status.attempt}"
         )
@@ -113,7 +134,27 @@ class CallbackService:
             return HeartbeatAnswer(stop=False)
         return should_stop(status, claims.attempt)
 
+    async def _fence(self, claims: CallbackClaims, *, strict: bool) -> None:
+        """Refuse a superseded attempt. Without its status (no database), a report goes on (`strict`
+        False: the scheduler refuses reports of an attempt that is not current, too); an upload does not,
+        as nothing after this service stops it from replacing the current attempt's artifacts."""
+        try:
+            async with self._status_reader.connect() as conn:
+                status = await repository.get_job_status(conn, claims.job_id)
+        except (SQLAlchemyError, OSError) as exc:
+            if strict:
+                raise errors.Unavailable("the job's status is unavailable; retry") from exc
+            log.warning("job status unavailable, passing a report on unfenced: %s", exc)
+            return
+        if superseded(status, claims.attempt):
+            assert status is not None
+            raise errors.AttemptSuperseded(
+                f"attempt {claims.attempt} of job {claims.job_id} is superseded by attempt {status.attempt}",
+                {"job_id": claims.job_id, "attempt": claims.attempt, "current_attempt": status.attempt},
+            )
+
     async def progress(self, claims: CallbackClaims, body: ProgressCallback, trace: Trace) -> None:
+        await self._fence(claims, strict=False)
         report = ProgressReport(
             **self._base(claims, self._clock(), trace),
             epoch=body.epoch,
@@ -124,13 +165,15 @@ class CallbackService:
         await self._publish(report, trace)
 
     async def log(self, claims: CallbackClaims, body: LogCallback, trace: Trace) -> None:
+        await self._fence(claims, strict=False)
         report = LogReport(**self._base(claims, self._clock(), trace), level=body.level, message=body.message)
         await self._publish(report, trace)
 
     async def request_upload(
         self, claims: CallbackClaims, body: ArtifactUploadRequest
     ) -> ArtifactUploadAnswer:
-        key = self._artifact_key(claims, body.name)
+        key = staging_key(claims.job_id, claims.attempt, body.name)
+        await self._fence(claims, strict=True)
         expires_at = self._clock() + timedelta(seconds=self._artifact_url_ttl)
         url = self._storage.presign(key, "PUT", self._artifact_url_ttl)
         return ArtifactUploadAnswer(upload_url=url, expires_at=expires_at.isoformat())
@@ -139,15 +182,14 @@ class CallbackService:
         self, claims: CallbackClaims, body: ArtifactCompleteCallback, trace: Trace
     ) -> None:
         time = self._clock()
+        staged = staging_key(claims.job_id, claims.attempt, body.name)
         key = self._artifact_key(claims, body.name)
+        await self._fence(claims, strict=True)
         try:
-            info = await self._storage.stat(key)
+            self._check_size(await self._storage.stat(staged), body)
+            await self._storage.move(staged, key)
         except storage.ObjectNotFound:
-            raise errors.ArtifactMismatch(f"artifact {body.name!r} was not uploaded") from None
-        if info.size != body.size:
-            raise errors.ArtifactMismatch(
-                f"artifact {body.name!r} has {info.size} bytes in storage, the callback says {body.size}"
-            )
+            await self._check_moved_before(key, body)
         report = ArtifactReport(
             **self._base(claims, time, trace),
             name=body.name,
@@ -157,7 +199,25 @@ class CallbackService:
         )
         await self._publish(report, trace)
 
+    async def _check_moved_before(self, key: str, body: ArtifactCompleteCallback) -> None:
+        """Nothing staged: a retried `complete` whose first try moved the upload but could not report it
+        finds the artifact in place, of its size; anything else never uploaded it."""
+        try:
+            info = await self._storage.stat(key)
+        except storage.ObjectNotFound:
+            info = None
+        if info is None or info.size != body.size:
+            raise errors.ArtifactMismatch(f"artifact {body.name!r} was not uploaded")
+
+    @staticmethod
+    def _check_size(info: storage.ObjectInfo, body: ArtifactCompleteCallback) -> None:
+        if info.size != body.size:
+            raise errors.ArtifactMismatch(
+                f"artifact {body.name!r} has {info.size} bytes in storage, the callback says {body.size}"
+            )
+
     async def done(self, claims: CallbackClaims, body: DoneCallback, trace: Trace) -> None:
+        await self._fence(claims, strict=False)
         report = DoneReport(
             **self._base(claims, self._clock(), trace),
             status=body.status,

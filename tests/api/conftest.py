@@ -114,7 +114,9 @@ def imagefolder_zip(splits: tuple[str, ...] = ("train", "val"), root: str = "") 
     with zipfile.ZipFile(buffer, "w") as archive:
         for split in splits:
             for label in ("circle", "square"):
-                archive.writestr(f"{root}{split}/{label}/0.png", b"\x89PNG fake image")
+                # A fixed date: the same call makes the same bytes, whichever second it runs in.
+                entry = zipfile.ZipInfo(f"{root}{split}/{label}/0.png", date_time=(2026, 1, 1, 0, 0, 0))
+                archive.writestr(entry, b"\x89PNG fake image")
     return buffer.getvalue()
 
 

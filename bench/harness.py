@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from contracts import subjects
-from services.common.nats import connect
+from messaging.nats import connect
 from vtp.embedded.nats_server import NatsServer, start_nats_server
 from vtp.embedded.ports import free_port
 from vtp.embedded.postgres import start_postgres

@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from services.common.settings import NatsCredentials
+from messaging.credentials import NatsCredentials
 
 CREDENTIALS = "VTP_NATS_CREDENTIALS"
 STDIN = "-"

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import httpx
 
 from contracts import subjects
-from services.common import nats as common_nats
-from services.common.settings import NatsCredentials
+from messaging import nats as common_nats
+from messaging.credentials import NatsCredentials
 from trainers import isolation, jsz, logs
 from trainers.lifetime import dies_with_parent
 from trainers.runner import RUNNER_VARIABLES, passed_to_trainer

@@ -39,8 +39,8 @@ from pydantic import ValidationError
 
 from contracts import subjects
 from contracts.dispatch import DispatchJob
-from services.common import nats as common_nats
-from services.common.settings import NatsCredentials
+from messaging import nats as common_nats
+from messaging.credentials import NatsCredentials
 from trainers import isolation, logs
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.env import TrainerEnv

@@ -1,6 +1,6 @@
 """NATS users of a deployment: a generated password per role, kept in the role's env file, and the
 nats-server `authorization` block that gives each user its role's permissions
-(services/common/nats_permissions.py).
+(messaging/permissions.py).
 
 `<folder>/<user>.env` holds `NATS_USER` and `NATS_PASSWORD` (0600): what a process of that role needs in its
 environment. `vtp admin nats-config` writes them and the server block; `vtp up` keeps them under
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from services.common import nats_permissions
-from services.common.nats_permissions import Role
-from services.common.settings import NatsCredentials
+from messaging import permissions as nats_permissions
+from messaging.credentials import NatsCredentials
+from messaging.permissions import Role
 from vtp.client import read_env_file, write_env_file
 from vtp.embedded.nats_server import write_private
 

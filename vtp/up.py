@@ -4,7 +4,7 @@ Starts nats-server and Postgres (unless `NATS_URL` / `DATABASE_URL` point elsewh
 the default project once, migrates, then runs api, scheduler, events and the local pool as child processes and
 supervises them until SIGINT or SIGTERM. Everything lives under the data dir, so a restart keeps every job,
 event, artifact and the API key. The nats-server it starts has a user per role with that role's permissions
-(services/common/nats_permissions.py), and each child runs as its role's user.
+(messaging/permissions.py), and each child runs as its role's user.
 
 `vtp up` owns what it starts: nats-server and Postgres are supervised and restarted like the services (same
 config, data and ports); every child dies with it, even when it is SIGKILLed; one `vtp up` per data dir (a
@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 import httpx
 
-from services.common import nats_permissions
+from messaging import permissions as nats_permissions
 from vtp.client import CLIENT_ENV, CliError, read_env_file, write_env_file
 from vtp.embedded import ownership
 from vtp.embedded.nats_server import write_config
@@ -91,7 +91,7 @@ def start_nats(data_dir: Path, environ: Mapping[str, str], pool: str) -> tuple[C
     """nats-server with a user per role; credentials are made on the first start and kept in
     `<data-dir>/secrets/nats/<user>.env`. The admin creates the streams and the pool's consumer before any
     service starts (the services' users may not). Returns the child, its URL and monitoring URL, the users."""
-    from services.common.nats import prepare
+    from messaging.nats import prepare
 
     users = NatsUsers.ensure(data_dir / "secrets" / "nats", [pool])
     config = write_config(data_dir / "nats", authorization=users.authorization())

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.types import Scope
 
 from contracts.validation import ValidationLimits
+from messaging.nats import connect, ensure_streams
 from services.api.datasets import Intake
 from services.api.deps import authenticate
 from services.api.feed import EventFeed
@@ -30,7 +31,6 @@ from services.api.upload_sweeper import UploadSweeper
 from services.common import http_errors
 from services.common.db import make_engine, make_sessionmaker
 from services.common.http_guard import BodyLimit, Headers, Limits, RequestGuard
-from services.common.nats import connect, ensure_streams
 from services.common.startup import tune_garbage_collector
 from services.common.storage import Storage, make_storage
 

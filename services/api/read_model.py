@@ -17,12 +17,11 @@ from collections import OrderedDict
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import subjects
+from contracts import streams, subjects
 from contracts.events import JobEvent
 from services.api import service
 from services.api.datasets import DatasetNotCommitted
@@ -63,13 +62,7 @@ class ReadModelConsumer:
             durable=subjects.API_READ_MODEL_CONSUMER,
             stream=subjects.EVENTS_STREAM,
             manual_ack=True,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=30,
-                max_deliver=-1,
-                max_ack_pending=1024,
-            ),
+            config=streams.read_model_consumer(),
         )
         self._subscription = subscription
         self._task = asyncio.create_task(self._run(), name="api-read-model")

@@ -13,8 +13,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from messaging import nats as common_nats
 from services.common import http_errors, http_health, storage, tokens
-from services.common import nats as common_nats
 from services.common.db import make_engine
 from services.common.http_guard import BodyLimit, Headers, Limits, RequestGuard
 from services.common.http_health import READINESS_RESPONSES

@@ -19,14 +19,12 @@ import logging
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import subjects
+from contracts import streams, subjects
 from contracts.events import JobEvent
-from contracts.jobs import EventType
 from services.events import repository
 
 log = logging.getLogger(__name__)
@@ -36,20 +34,8 @@ FETCH_TIMEOUT = 1.0
 RETRY_DELAY = 2.0
 
 
-STATUS_EVENTS = (EventType.RETRYING, EventType.SUCCEEDED, EventType.FAILED, EventType.CANCELLED)
-
-
 async def ensure_job_status_consumer(js: JetStreamContext) -> None:
-    config = ConsumerConfig(
-        durable_name=subjects.EVENTS_JOB_STATUS_CONSUMER,
-        filter_subjects=[subjects.event_subject("*", event.value) for event in STATUS_EVENTS],
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30,
-        max_deliver=-1,
-        max_ack_pending=10_000,
-    )
-    await js.add_consumer(subjects.EVENTS_STREAM, config)
+    await js.add_consumer(subjects.EVENTS_STREAM, streams.job_status_consumer())
 
 
 async def apply_batch(engine: AsyncEngine, messages: list[Msg]) -> None:

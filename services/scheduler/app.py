@@ -9,16 +9,15 @@ import signal
 
 import uvloop
 from nats.aio.client import Client as NATS
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from contracts import subjects
-from services.common.nats import connect, ensure_streams
+from contracts import streams, subjects
+from messaging.nats import connect, ensure_streams
+from messaging.pull_loop import PullLoop
 from services.common.startup import tune_garbage_collector
 from services.common.storage import make_storage
 from services.scheduler import logs
-from services.scheduler.consumer import PullLoop
 from services.scheduler.handlers import Handler, Parser, parse_command, parse_report
 from services.scheduler.publisher import Publisher
 from services.scheduler.service import SchedulerService
@@ -27,25 +26,11 @@ from services.scheduler.ticker import run_ticker
 
 log = logging.getLogger(__name__)
 
-ACK_WAIT_SECONDS = 30
-
 
 def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
     """A fixed pool, unlike services.common.db.make_engine: overflow connections are opened and closed per
     checkout under load (a new Postgres connection per input), and a pre-ping costs a round trip per input."""
     return create_async_engine(database_url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False)
-
-
-def consumer_config(durable: str, filter_subject: str, in_flight: int) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=durable,
-        filter_subject=filter_subject,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=ACK_WAIT_SECONDS,
-        max_deliver=-1,
-        max_ack_pending=max(1000, 4 * in_flight),
-    )
 
 
 class SchedulerApp:
@@ -91,7 +76,7 @@ class SchedulerApp:
         for stream, durable, filter_subject, parse in consumers:
             in_flight = settings.batch_size * settings.parallel_batches
             try:
-                await js.add_consumer(stream, consumer_config(durable, filter_subject, in_flight))
+                await js.add_consumer(stream, streams.scheduler_consumer(durable, filter_subject, in_flight))
             except APIError:
                 # It exists with settings the server will not change in place: consume with those.
                 log.warning("consumer %s kept with its existing configuration", durable, exc_info=True)

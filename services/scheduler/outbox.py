@@ -27,7 +27,7 @@ from services.scheduler.publisher import Outgoing, Publisher
 log = logging.getLogger(__name__)
 
 LEFTOVER_BATCH = 500
-# JetStream recognises a message id this long (services/common/nats.py: duplicate_window), less a margin.
+# JetStream recognises a message id this long (messaging/nats.py: duplicate_window), less a margin.
 DUPLICATE_WINDOW = timedelta(seconds=540)
 
 

@@ -21,8 +21,8 @@ from contracts import subjects
 from contracts.dispatch import RESUME_CHECKPOINT, DispatchJob
 from contracts.jobs import TimmSpec
 from contracts.ultralytics import UltralyticsSpec
+from messaging.nats import ensure_pool_consumer
 from services.common import tokens
-from services.common.nats import ensure_pool_consumer
 from services.common.storage import Storage, artifact_key, weights_key
 from services.scheduler.core import Decision, Dispatch, Job
 

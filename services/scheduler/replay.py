@@ -20,8 +20,8 @@ from nats.js.errors import ServiceUnavailableError
 
 from contracts import subjects
 from contracts.events import JobEvent
+from messaging.nats import connect
 from services.common.db import make_engine
-from services.common.nats import connect
 from services.scheduler import repository
 from services.scheduler.core import Job, Policy, decide
 from services.scheduler.core.codec import decode

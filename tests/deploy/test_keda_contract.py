@@ -13,7 +13,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from contracts import subjects
-from services.common import nats as common_nats
+from messaging import nats as common_nats
 from tests.deploy.chart import Helm, only
 from trainers import jsz
 from vtp.embedded.nats_server import NatsServer

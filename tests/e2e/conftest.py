@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from nats.js.errors import NotFoundError
 
-from services.common.nats import STREAMS, connect
+from contracts.streams import STREAMS
+from messaging.nats import connect
 from tests.e2e.helpers import FAST_TIMERS, SMALL_VALIDATION_LIMITS, Platform, upload_dataset
 from vtp.embedded.nats_server import NatsServer
 from vtp.embedded.ports import free_port

@@ -12,8 +12,8 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from services.common import nats as common_nats
-from services.common.nats_permissions import ADMIN
+from messaging import nats as common_nats
+from messaging.permissions import ADMIN
 from vtp.embedded.nats_server import NatsServer, start_nats_server
 from vtp.nats_auth import NatsUsers
 
@@ -46,7 +46,7 @@ async def secured(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sec
 
 @dataclass
 class RoleClient:
-    """Connected as one role's user the way the services connect (`services.common.nats.connect`: the
+    """Connected as one role's user the way the services connect (`messaging.nats.connect`: the
     role's inbox prefix); `errors` holds what the server sent back, permission violations included."""
 
     user: str

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.nats_permissions import ADMIN, API, EVENTS, SCHEDULER
+from messaging.permissions import ADMIN, API, EVENTS, SCHEDULER
 from vtp import up
 from vtp.cli import main
 from vtp.client import read_env_file

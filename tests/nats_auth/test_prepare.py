@@ -10,9 +10,9 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from contracts import subjects
+from messaging import nats as common_nats
+from messaging.permissions import ADMIN, API, inbox_prefix, runner_user
 from services.api.read_model import ReadModelConsumer
-from services.common import nats as common_nats
-from services.common.nats_permissions import ADMIN, API, inbox_prefix, runner_user
 from tests.nats_auth.conftest import POOL_A, POOL_B, ConnectAs, SecuredNats
 
 

@@ -8,7 +8,7 @@ import nats.errors
 import pytest
 
 from contracts import subjects
-from services.common.nats_permissions import ADMIN, API, EVENTS, SCHEDULER, runner_user
+from messaging.permissions import ADMIN, API, EVENTS, SCHEDULER, runner_user
 from tests.nats_auth.conftest import POOL_A, POOL_B, ConnectAs, SecuredNats
 
 RUNNER_A = runner_user(POOL_A)

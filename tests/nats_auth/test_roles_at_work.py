@@ -18,14 +18,14 @@ from contracts import subjects
 from contracts.commands import CancelJob
 from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
+from contracts.streams import scheduler_consumer
+from messaging import nats as common_nats
+from messaging.permissions import API, EVENTS, SCHEDULER, inbox_prefix, runner_user
+from messaging.pull_loop import PullLoop
 from services.api.feed import EventFeed
 from services.api.messaging import NatsCommandPublisher
 from services.api.read_model import ReadModelConsumer
-from services.common import nats as common_nats
-from services.common.nats_permissions import API, EVENTS, SCHEDULER, inbox_prefix, runner_user
 from services.events.handlers import ensure_job_status_consumer
-from services.scheduler.app import consumer_config
-from services.scheduler.consumer import PullLoop
 from tests.api.conftest import eventually
 from tests.nats_auth.conftest import POOL_A, POOL_B, ConnectAs, SecuredNats
 from trainers import jsz, runner
@@ -125,7 +125,7 @@ async def test_scheduler_takes_commands_and_reports_and_publishes_events_and_dis
         (subjects.COMMANDS_STREAM, subjects.SCHEDULER_COMMANDS_CONSUMER, subjects.COMMANDS_ALL),
         (subjects.REPORTS_STREAM, subjects.SCHEDULER_REPORTS_CONSUMER, subjects.REPORTS_ALL),
     ):
-        await scheduler.js.add_consumer(stream, consumer_config(durable, filter_subject, 8))  # as it starts
+        await scheduler.js.add_consumer(stream, scheduler_consumer(durable, filter_subject, 8))
         loops.append(PullLoop(scheduler.nc, stream, durable, handle, batch_size=8, parallel=1))  # type: ignore[arg-type]
     tasks = [asyncio.create_task(loop.run()) for loop in loops]
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.nats_permissions import API, EVENTS, SCHEDULER, runner_user
+from messaging.permissions import API, EVENTS, SCHEDULER, runner_user
 from tests.e2e.helpers import FAST_TIMERS, SMALL_VALIDATION_LIMITS, Platform, job_request, sse_events, submit
 from tests.e2e.helpers import upload_dataset as upload_and_validate
 from vtp.embedded.ports import free_port

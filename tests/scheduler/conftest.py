@@ -14,8 +14,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts import subjects
+from messaging.nats import connect, ensure_streams
 from services.common import db, tokens
-from services.common.nats import connect, ensure_streams
 from services.scheduler.app import SchedulerApp
 from services.scheduler.settings import SchedulerSettings
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from nats.js import JetStreamContext
 
+from messaging import nats as common_nats
 from services.common import db, storage, tokens
-from services.common import nats as common_nats
 from services.events.settings import EventsSettings
 from services.events.testing import serve_in_thread
 from vtp.embedded.ports import free_port

@@ -22,7 +22,7 @@ from contracts import subjects
 from contracts.dispatch import DispatchJob
 from contracts.jobs import Hyperparameters, TimmSpec
 from contracts.reports import ArtifactReport, DoneReport, LogReport, ProgressReport
-from services.common import nats as common_nats
+from messaging import nats as common_nats
 from services.common import storage
 from services.events.testing import stored_reports
 from tests.trainers.exported import assert_exported, load_torchscript

@@ -20,7 +20,7 @@ import pytest
 
 from contracts import subjects
 from contracts.jobs import TimmSpec
-from services.common import nats as common_nats
+from messaging import nats as common_nats
 from trainers import jsz
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.datasets import UnsafeArchive, safe_extract

@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from services.common import nats as common_nats
-    from services.common.settings import NatsCredentials
+    from messaging import nats as common_nats
+    from messaging.credentials import NatsCredentials
 
     bad = [pool for pool in args.pools if not re.fullmatch(POOL_PATTERN, pool)]
     if bad:

@@ -1,4 +1,4 @@
-"""JetStream streams (declared once, here) and connection helpers shared by every service."""
+"""Connecting to NATS as a role, and putting the streams and consumers of `contracts.streams` in place."""
 
 from __future__ import annotations
 
@@ -11,79 +11,38 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
+from nats.js.api import StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
-from contracts import subjects
-from services.common.nats_permissions import PUSH_CONSUMERS, PushConsumer, inbox_prefix
-from services.common.settings import NatsCredentials
+from contracts import streams, subjects
+from messaging.credentials import NatsCredentials
+from messaging.permissions import PUSH_CONSUMERS, PushConsumer, inbox_prefix
 
 log = logging.getLogger(__name__)
 
-DAY = 24 * 3600
 
-STREAMS: tuple[StreamConfig, ...] = (
-    StreamConfig(
-        name=subjects.COMMANDS_STREAM,
-        subjects=[subjects.COMMANDS_ALL],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        duplicate_window=120,
-    ),
-    StreamConfig(
-        name=subjects.DISPATCH_STREAM,
-        subjects=[subjects.DISPATCH_ALL],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        # As long as the events' window: the scheduler's outbox may publish a dispatch again after a crash
-        # (services/scheduler/outbox.py), and a second copy would run the attempt twice.
-        duplicate_window=600,
-    ),
-    StreamConfig(
-        name=subjects.REPORTS_STREAM,
-        subjects=[subjects.REPORTS_ALL],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        duplicate_window=120,
-    ),
-    StreamConfig(
-        name=subjects.EVENTS_STREAM,
-        subjects=[subjects.EVENTS_ALL],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_age=365 * DAY,
-        # Covers a scheduler crash + redelivery: the same <job_id>:<version> is dropped, never stored twice.
-        duplicate_window=600,
-    ),
-)
+# Reconnects that never give up: every part outlives a NATS restart.
+RECONNECT = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5}
+
+
+def role_inbox(credentials: NatsCredentials) -> dict[str, Any]:
+    """Receive on the role's own inbox, the only one its NATS permissions let it read
+    (messaging/permissions.py); nothing without a user."""
+    return {"inbox_prefix": inbox_prefix(credentials.user)} if credentials.user else {}
 
 
 async def connect(url: str, name: str, credentials: NatsCredentials | None = None, **options: Any) -> NATS:
-    """Connect with reconnects that never give up: a service outlives a NATS restart.
+    """A plain nats-py connection for tools (prepare, replay, benchmarks); the services and the runner
+    take messages through `messaging.broker`.
 
-    As the role's user (`NATS_USER`, `NATS_PASSWORD` unless `credentials` are given), receiving on the
-    role's own inbox, the only one its NATS permissions let it read (services/common/nats_permissions.py).
-    `options` go to `nats.connect` as they are (tests: `error_cb`).
+    As the role's user (`NATS_USER`, `NATS_PASSWORD` unless `credentials` are given). `options` go to
+    `nats.connect` as they are (tests: `error_cb`).
     """
     credentials = NatsCredentials() if credentials is None else credentials
     login: dict[str, Any] = {}
     if credentials.user and credentials.password:
-        login = {
-            "user": credentials.user,
-            "password": credentials.password.get_secret_value(),
-            "inbox_prefix": inbox_prefix(credentials.user),
-        }
-    return await nats.connect(
-        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, **login, **options
-    )
+        login = {"user": credentials.user, "password": credentials.password.get_secret_value()}
+    return await nats.connect(url, name=name, **RECONNECT, **login, **role_inbox(credentials), **options)
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -93,7 +52,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
     Under NATS permissions only the admin may create or update streams (`vtp up` and `vtp pools prepare`
     do before the services start), so a service only reads that each stream is there as declared.
     """
-    for config in STREAMS:
+    for config in streams.STREAMS:
         assert config.name is not None
         try:
             differs = _differs((await js.stream_info(config.name)).config, config)
@@ -131,25 +90,13 @@ async def _change_or_explain(change: Awaitable[Any], what: str) -> None:
         ) from exc
 
 
-POOL_ACK_WAIT_SECONDS = 60
-
-
 async def ensure_pool_consumer(js: JetStreamContext, pool: str) -> None:
-    """The durable pull consumer a pool's runners share; KEDA and the local pool read its lag.
-
-    Runners keep their message alive with `in_progress()` and ack only when the trainer is done, so
-    ack-pending messages are work in flight. Idempotent; created or changed only when missing or different
-    (runners may read it, never change it: its filter decides which pool's jobs it hands out).
+    """The pool's dispatch consumer (`contracts.streams.pool_consumer`). Idempotent; created or changed
+    only when missing or different (runners may read it, never change it: its filter decides which pool's
+    jobs it hands out).
     """
     durable = subjects.pool_consumer(pool)
-    config = ConsumerConfig(
-        durable_name=durable,
-        filter_subject=subjects.dispatch_subject(pool),
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=POOL_ACK_WAIT_SECONDS,
-        max_deliver=-1,
-        max_ack_pending=-1,
-    )
+    config = streams.pool_consumer(pool)
     try:
         differs = _differs((await js.consumer_info(subjects.DISPATCH_STREAM, durable)).config, config)
     except NotFoundError:

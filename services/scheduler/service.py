@@ -8,7 +8,9 @@ its data) is isolated from its batch and recorded as refused, so it neither bloc
 nor comes again forever.
 
 Inputs are applied in the order given; several inputs for one job in a batch see each other's state, exactly
-as if they had come one transaction each. Batching is what keeps the per-input cost low.
+as if they had come one transaction each. Batching is what keeps the per-input cost low, and so does the
+transaction's shape: BEGIN, two statements (lock and read; write every row) and COMMIT, the rows an earlier
+send delivered deleted by the next transaction's first statement (docs/design.md, "Exactly-once").
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from services.scheduler.core import Decision, Input, Job, Policy, Tick, decide
 from services.scheduler.core.codec import encode
 from services.scheduler.errors import RetryLater
 from services.scheduler.outbox import Relay
-from services.scheduler.publisher import Outgoing, Publisher
+from services.scheduler.publisher import Publisher
 from services.scheduler.storable import storable
 
 log = logging.getLogger(__name__)
@@ -131,17 +133,26 @@ class SchedulerService:
     async def _apply_together(self, batch: Sequence[Delivery]) -> list[Outcome]:
         job_ids = list(dict.fromkeys(d.command.job_id for d in batch))
         sources = [d.source for d in batch if d.source is not None]
-        messages: list[Outgoing] = []
-        async with self._engine.begin() as conn:
-            existing, seen = await repository.lock_jobs(conn, job_ids, sources)
-            messages.extend(await repository.owed_messages(conn, job_ids))
-            plan = plan_batch(batch, existing, seen, self.policy)
-            rendered = await self._publisher.render([decision for _, decision in plan.applied])
-            await repository.save_jobs(conn, existing, plan.states)
-            await repository.record_inputs(
-                conn, [(d.command, d.source, decision) for d, decision in plan.applied], self.policy
-            )
-            messages.extend(await repository.add_to_outbox(conn, rendered))
+        sent = self.relay.sent
+        # Rows whose PubAcks came since: deleted by this transaction, in its first statement.
+        deleting = sent.take()
+        try:
+            async with self._engine.begin() as conn:
+                locked = await repository.lock_jobs(conn, job_ids, sources, deleting)
+                owed = [outbox_id for outbox_id in locked.outbox_ids if outbox_id not in sent]
+                messages = await repository.owed_messages(conn, owed)
+                plan = plan_batch(batch, locked.jobs, locked.recorded, self.policy)
+                rendered = await self._publisher.render([decision for _, decision in plan.applied])
+                decided = [(d.command, d.source, decision) for d, decision in plan.applied]
+                messages.extend(
+                    await repository.write_batch(
+                        conn, locked.jobs, plan.states, decided, rendered, self.policy
+                    )
+                )
+        except BaseException:
+            sent.kept(deleting)
+            raise
+        sent.deleted(deleting)
         await self.relay.deliver(messages)
         for delivery, decision in plan.applied:
             self._log(delivery, decision)

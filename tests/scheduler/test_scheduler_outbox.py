@@ -62,6 +62,14 @@ async def outbox_size(app: SchedulerApp, job_id: str) -> int:
         return (await conn.execute(query, {"j": job_id})).scalar_one()
 
 
+async def outbox_emptied(app: SchedulerApp, job_id: str) -> int:
+    """Rows sent are deleted by the next transaction or the ticker's pass (every 0.1 s here)."""
+    async with asyncio.timeout(5):
+        while size := await outbox_size(app, job_id):  # noqa: ASYNC110 - polling a table
+            await asyncio.sleep(0.05)
+    return size
+
+
 async def settled_events(js: JetStreamContext, job_id: str, count: int):
     events = await wait_events(js, job_id, count)
     await asyncio.sleep(0.2)  # anything more would be a phantom
@@ -143,7 +151,7 @@ async def test_a_failed_commit_sends_nothing_and_its_retry_sends_once(
     app: SchedulerApp = await start_scheduler()
     assert app.service is not None
     job_id = await running_job(app, js)
-    record_inputs = repository.record_inputs
+    write_batch = repository.write_batch
     calls = 0
 
     async def fails_once(*args, **kwargs):
@@ -151,9 +159,9 @@ async def test_a_failed_commit_sends_nothing_and_its_retry_sends_once(
         calls += 1
         if calls == 1:
             raise OperationalError("INSERT", {}, ConnectionResetError("connection lost"))
-        return await record_inputs(*args, **kwargs)
+        return await write_batch(*args, **kwargs)
 
-    monkeypatch.setattr(repository, "record_inputs", fails_once)
+    monkeypatch.setattr(repository, "write_batch", fails_once)
     report = now(progress(job_id))
     with pytest.raises(OperationalError):
         await app.service.apply_batch([Delivery(report, source=f"test:{job_id}:p")])
@@ -189,7 +197,7 @@ async def test_a_send_that_fails_after_the_commit_is_relayed_once(
     await app.service.apply_batch([Delivery(now(log_line(job_id)), source=f"test:{job_id}:l")])
     events = await settled_events(js, job_id, 5)
     assert [(e.type.value, e.version) for e in events[3:]] == [("job.progress", 4), ("job.log", 5)]
-    assert await outbox_size(app, job_id) == 0
+    assert await outbox_emptied(app, job_id) == 0
 
 
 async def insert_leftover(app: SchedulerApp, job_id: str, event, written: str = "now()") -> None:
@@ -249,3 +257,67 @@ async def test_an_old_leftover_event_already_in_the_stream_is_not_sent_again(
     assert await app.service.relay.relay_leftovers() == 0
     assert f"{job_id}:2" not in sent
     assert await outbox_size(app, job_id) == 0
+
+
+async def test_one_write_keeps_the_order_of_many_inputs_and_messages(
+    start_scheduler, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch writes all its rows in one statement: the inputs and outbox rows still get ids in the
+    order they were decided, which replay and the relay read them by."""
+    app: SchedulerApp = await start_scheduler()
+    assert app.service is not None
+    publisher = app.service.relay._publisher
+    monkeypatch.setattr(publisher, "send", _never_sent)  # keep the rows, to read them back
+    job_id = await running_job_unsent(app)
+    reports = [now(log_line(job_id)).model_copy(update={"message": f"line {i}"}) for i in range(60)]
+    await app.service.apply_batch(
+        [Delivery(report, source=f"test:{job_id}:{i}") for i, report in enumerate(reports)]
+    )
+    assert app.engine is not None
+    async with app.engine.connect() as conn:
+        messages = (
+            await conn.execute(
+                text("SELECT msg_id FROM scheduler_outbox WHERE job_id = :j AND stream = :s ORDER BY id"),
+                {"j": job_id, "s": subjects.EVENTS_STREAM},
+            )
+        ).scalars()
+        versions = [int(msg_id.rsplit(":", 1)[1]) for msg_id in messages]
+        lines = (
+            await conn.execute(
+                text(
+                    "SELECT body->>'message' FROM scheduler_inputs"
+                    " WHERE job_id = :j AND kind = 'report.log' ORDER BY id"
+                ),
+                {"j": job_id},
+            )
+        ).scalars()
+        assert list(lines) == [f"line {i}" for i in range(60)]
+    assert versions == list(range(1, 3 + 60 + 1))
+    replayed = replay(await load_inputs(app.settings, job_id))
+    assert replayed.mismatches == []
+
+
+async def _never_sent(messages) -> None:
+    raise TimeoutError("no PubAck")
+
+
+async def running_job_unsent(app: SchedulerApp) -> str:
+    assert app.service is not None
+    command = submit(pool=new_pool())
+    await app.service.apply(command, source=f"test:{command.job_id}:submit")
+    await app.service.apply(now(heartbeat(command.job_id)), source=f"test:{command.job_id}:hb")
+    return command.job_id
+
+
+async def test_sent_rows_are_deleted_by_the_next_transaction(start_scheduler, js: JetStreamContext) -> None:
+    app: SchedulerApp = await start_scheduler(tick_interval=30.0)
+    assert app.service is not None
+    job_id = await running_job(app, js)
+    await app.service.apply_batch([Delivery(now(progress(job_id)), source=f"test:{job_id}:p")])
+    assert await outbox_size(app, job_id) == 1  # sent (its PubAck came), not deleted yet
+    assert len(app.service.relay.sent) >= 1
+    other = submit(pool=new_pool())
+    await app.service.apply(other, source=f"test:{other.job_id}:submit")
+    assert await outbox_size(app, job_id) == 0  # deleted by the other job's transaction
+    assert await app.service.relay.relay_leftovers(older_than=0) == 0  # nothing is sent twice
+    assert await outbox_size(app, other.job_id) == 0

@@ -83,17 +83,17 @@ async def test_a_dispatch_signs_the_starting_weights_the_spec_names(
 async def test_crash_between_publish_and_commit_duplicates_nothing_and_loses_nothing(
     start_scheduler, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_save = repository.save_jobs
+    real_write = repository.write_batch
     crashes = 0
 
-    async def crash_once(conn, before, after):
+    async def crash_once(*args, **kwargs):
         nonlocal crashes
         if crashes == 0:
             crashes += 1
             raise ConnectionError("simulated crash after publish, before commit")
-        await real_save(conn, before, after)
+        return await real_write(*args, **kwargs)
 
-    monkeypatch.setattr(repository, "save_jobs", crash_once)
+    monkeypatch.setattr(repository, "write_batch", crash_once)
     await start_scheduler()
     pool = new_pool()
     command = submit(pool=pool)

@@ -6,6 +6,7 @@ in place before the parts start (`messaging.nats.prepare`), so nothing here crea
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from faststream.nats import NatsBroker
@@ -13,6 +14,11 @@ from faststream.security import SASLPlaintext
 
 from messaging.credentials import NatsCredentials
 from messaging.nats import RECONNECT, role_inbox
+from messaging.permissions import inbox_prefix
+
+# FastStream logs every message it receives and processes at this level: per message, not for production's
+# INFO (at a few thousand events a second the log lines cost more than the messages).
+MESSAGE_LOG_LEVEL = logging.DEBUG
 
 
 def make_broker(
@@ -24,4 +30,12 @@ def make_broker(
     security = None
     if credentials.user and credentials.password:
         security = SASLPlaintext(credentials.user, credentials.password.get_secret_value())
+    options.setdefault("log_level", MESSAGE_LOG_LEVEL)
     return NatsBroker(url, name=name, security=security, **RECONNECT, **role_inbox(credentials), **options)
+
+
+def pull_inbox(credentials: NatsCredentials | None = None) -> bytes:
+    """The `inbox_prefix` a pull subscriber needs: its pulled messages come back on the role's own inbox.
+    FastStream hands nats-py `_INBOX.` unless told, which NATS permissions let no role read."""
+    credentials = NatsCredentials() if credentials is None else credentials
+    return f"{inbox_prefix(credentials.user) if credentials.user else '_INBOX'}.".encode()

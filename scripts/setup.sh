@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install the platform with the trainers and dev extras (editable).
+# Create .venv (if missing) and install the platform with the services, trainers and dev extras (editable).
 # Sourced by scripts/test.sh and scripts/demo.sh; safe to run again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,6 +11,6 @@ fi
 # Installing is skipped when nothing changed since the last install (pyproject.toml is the input).
 stamp=.venv/.vtp-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet -e ".[trainers,dev]"
+  .venv/bin/python -m pip install --quiet -e ".[services,trainers,dev]"
   touch "$stamp"
 fi

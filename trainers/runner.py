@@ -1,18 +1,28 @@
 """`python -m trainers.runner`: run exactly one job of a pool.
 
-Fetch one message from the pool's durable consumer (nothing there: exit 0), ask the events service whether
+Take one message from the pool's durable consumer (nothing there: exit 0), ask the events service whether
 the job should still run (stop: ack and exit), start `python -m trainers.<framework>` with the trainer
 environment only (no NATS, database or storage credentials), keep the message alive with `in_progress()`,
-report `done(failed)` if the trainer exits non-zero, then ack. SIGTERM is forwarded to the trainer.
+report `done(failed)` if the trainer exits non-zero or cannot be started, then ack. SIGTERM is forwarded
+to the trainer.
+
+The message comes through a FastStream pull subscriber (`messaging.broker`) bound to the consumer the admin
+made (`contracts.streams.pool_consumer`, by `vtp up` or `vtp pools prepare`): a runner creates no stream or
+consumer. It takes one message with `get_one` (one pull request, batch of 1) rather than a consume loop,
+which would ask for the next message as soon as the handler returned: a second job held by a runner that
+is about to exit.
 
 What a runner holds stays with it (trainers/isolation.py): its NATS credentials come from
 `VTP_NATS_CREDENTIALS` (stdin, a file or a mounted Secret), the trainer gets an environment of its job's
 variables and a few harmless settings, runs as another user when the runner is root (`VTP_TRAINER_USER`),
 in a private work folder, and the runner is not dumpable.
 
-Ack semantics: ack once the job has ended one way or another (the scheduler retries failed attempts, not
-the dispatch). A message that does not parse is terminated. When the events service cannot be reached before
-the start, the message is nak'ed with a delay for a later runner.
+Ack semantics (ack policy MANUAL: `settle` decides every outcome itself):
+- success, or a failed trainer (reported `done(failed)`; the scheduler retries attempts, not the dispatch),
+  or a trainer that could not be started (reported the same way): ack, once the job has ended;
+- the job should not run (heartbeat says stop), or its callback is refused (4xx): ack;
+- the events service cannot be reached before the start (transient): nak with a delay, for a later runner;
+- a message that does not parse (permanent): terminated and logged, never redelivered.
 """
 
 from __future__ import annotations
@@ -31,15 +41,20 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from nats.aio.msg import Msg
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsMessage
+from faststream.nats.subscriber import PullStreamSubscriber
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from contracts import subjects
 from contracts.dispatch import DispatchJob
-from messaging import nats as common_nats
+from messaging.broker import make_broker, pull_inbox
 from messaging.credentials import NatsCredentials
 from trainers import isolation, logs
 from trainers.callbacks import CallbackClient, CallbackError
@@ -124,7 +139,7 @@ def exit_reason(returncode: int) -> str:
     return f"trainer exited with code {returncode}"
 
 
-async def _keep_alive(msg: Msg) -> None:
+async def _keep_alive(msg: NatsMessage) -> None:
     while True:
         await asyncio.sleep(IN_PROGRESS_EVERY)
         try:
@@ -133,7 +148,19 @@ async def _keep_alive(msg: Msg) -> None:
             log.warning("in_progress failed: %s", exc)
 
 
-async def run_job(msg: Msg, job: DispatchJob, settings: RunnerSettings) -> int:
+async def settle(msg: NatsMessage, settings: RunnerSettings) -> int:
+    """The handler: run the job one dispatch message holds, and settle the message (the module's ack
+    semantics). Returns the runner's exit status."""
+    try:
+        job = DispatchJob.model_validate_json(msg.body)
+    except ValidationError as exc:
+        log.error("terminating an unparseable dispatch message: %s", exc.errors()[:1])
+        await msg.reject()  # term: no runner could ever run it
+        return 1
+    return await run_job(msg, job, settings)
+
+
+async def run_job(msg: NatsMessage, job: DispatchJob, settings: RunnerSettings) -> int:
     env = TrainerEnv.from_dispatch(job, settings.heartbeat_interval)
     client = CallbackClient.from_env(env)
     try:
@@ -147,15 +174,20 @@ async def run_job(msg: Msg, job: DispatchJob, settings: RunnerSettings) -> int:
                 await msg.ack()
                 return 1
             log.warning("events service unreachable (%s); handing the job back", exc)
-            await msg.nak(delay=NAK_DELAY)
+            await msg.nack(delay=NAK_DELAY)
             return 1
         if answer.stop:
             log.info("job %s attempt %d should not run: %s", job.job_id, job.attempt, answer.reason)
             await msg.ack()
             return 0
-        returncode = await _run_trainer(msg, env, settings.trainer_user or isolation.trainer_user())
-        if returncode != 0:
+        try:
+            returncode = await _run_trainer(msg, env, settings.trainer_user or isolation.trainer_user())
             reason = exit_reason(returncode)
+        except TrainerNotStarted as exc:
+            # Not the job's fault nor a reason to hand the message back: every runner of this image would
+            # fail the same way, for ever. The attempt fails; the scheduler decides about a retry.
+            returncode, reason = -1, str(exc)
+        if returncode != 0:
             log.warning("job %s attempt %d: %s", job.job_id, job.attempt, reason)
             try:
                 # Dropped as a duplicate (same Nats-Msg-Id) when the trainer already reported done itself.
@@ -168,25 +200,39 @@ async def run_job(msg: Msg, job: DispatchJob, settings: RunnerSettings) -> int:
         client.close()
 
 
-async def _run_trainer(msg: Msg, env: TrainerEnv, user: isolation.TrainerUser) -> int:
-    work_dir = isolation.make_work_dir(user)
+class TrainerNotStarted(Exception):
+    """The trainer's process could not be started: no work folder, no interpreter, a failed user switch."""
+
+
+async def _run_trainer(msg: NatsMessage, env: TrainerEnv, user: isolation.TrainerUser) -> int:
+    try:
+        work_dir = isolation.make_work_dir(user)
+    except OSError as exc:
+        raise TrainerNotStarted(f"could not start the trainer: no work folder ({exc})") from exc
     try:
         return await _run_trainer_in(msg, env, user, work_dir)
     finally:
         isolation.remove_work_dir(work_dir)
 
 
-async def _run_trainer_in(msg: Msg, env: TrainerEnv, user: isolation.TrainerUser, work_dir: Path) -> int:
+def trainer_command(framework: str) -> list[str]:
+    return [sys.executable, "-m", f"trainers.{framework}"]
+
+
+async def _run_trainer_in(
+    msg: NatsMessage, env: TrainerEnv, user: isolation.TrainerUser, work_dir: Path
+) -> int:
     framework = env.spec.framework
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        f"trainers.{framework}",
-        env=trainer_environ(env, work_dir=work_dir, user=user),
-        cwd=work_dir,
-        stdin=asyncio.subprocess.DEVNULL,
-        **user.popen_options(preexec_fn=dies_with_parent()),
-    )
+    try:
+        child = await asyncio.create_subprocess_exec(
+            *trainer_command(framework),
+            env=trainer_environ(env, work_dir=work_dir, user=user),
+            cwd=work_dir,
+            stdin=asyncio.subprocess.DEVNULL,
+            **user.popen_options(preexec_fn=dies_with_parent()),
+        )
+    except (OSError, subprocess.SubprocessError) as exc:  # SubprocessError: the preexec_fn raised
+        raise TrainerNotStarted(f"could not start the trainer: {exc}") from exc
     log.info(
         "job %s attempt %d: started trainers.%s (pid %d, user %s)",
         env.job_id,
@@ -216,35 +262,55 @@ def _forward(child: asyncio.subprocess.Process, signum: int) -> None:
             child.send_signal(signum)
 
 
-async def run(settings: RunnerSettings) -> int:
-    nc = await common_nats.connect(
-        settings.nats_url, name=f"vtp-runner-{settings.pool}", credentials=settings.credentials
+def dispatch_subscriber(broker: NatsBroker, settings: RunnerSettings) -> PullStreamSubscriber:
+    """The pool's dispatch consumer as a FastStream pull subscriber, bound to the durable (nothing is
+    declared: `JStream(declare=False)`, and `run` checks the consumer is there before binding, since binding
+    to a missing durable would create one)."""
+    subscriber = broker.subscriber(
+        subjects.dispatch_subject(settings.pool),
+        stream=JStream(subjects.DISPATCH_STREAM, declare=False),
+        durable=subjects.pool_consumer(settings.pool),
+        pull_sub=PullSub(batch_size=1, timeout=settings.fetch_timeout),
+        # MANUAL: `settle` acks, naks or terminates each message itself, when the job's outcome is known.
+        ack_policy=AckPolicy.MANUAL,
+        # The pulled message comes back on the runner's own inbox, the only one it may read.
+        inbox_prefix=pull_inbox(settings.credentials),
+        no_reply=True,
     )
+    assert isinstance(subscriber, PullStreamSubscriber)
+    return subscriber
+
+
+async def _consumer_in_place(broker: NatsBroker, pool: str) -> bool:
+    js = broker.connection.jetstream()
     try:
-        js = nc.jetstream()
-        await common_nats.ensure_streams(js)
-        await common_nats.ensure_pool_consumer(js, settings.pool)
-        sub = await js.pull_subscribe_bind(
-            durable=subjects.pool_consumer(settings.pool), stream=subjects.DISPATCH_STREAM
-        )
-        try:
-            messages = await sub.fetch(1, timeout=settings.fetch_timeout)
-        except TimeoutError:
+        await js.consumer_info(subjects.DISPATCH_STREAM, subjects.pool_consumer(pool))
+    except NotFoundError:
+        return False
+    return True
+
+
+async def run(settings: RunnerSettings) -> int:
+    broker = make_broker(settings.nats_url, f"vtp-runner-{settings.pool}", settings.credentials)
+    subscriber = dispatch_subscriber(broker, settings)
+    await broker.connect()
+    try:
+        if not await _consumer_in_place(broker, settings.pool):
+            log.error(
+                "pool %s has no dispatch consumer %s: `vtp pools prepare` (or `vtp up`) makes it",
+                settings.pool,
+                subjects.pool_consumer(settings.pool),
+            )
+            return 1
+        await broker.start()
+        # One pull request for one message: a runner runs one job and exits.
+        msg = await subscriber.get_one(timeout=settings.fetch_timeout)
+        if msg is None:
             log.info("pool %s: nothing to run", settings.pool)
             return 0
-        finally:
-            # Only one message, ever; a pull subscription left open also makes drain() hang.
-            await sub.unsubscribe()
-        msg = messages[0]
-        try:
-            job = DispatchJob.model_validate_json(msg.data)
-        except ValidationError as exc:
-            log.error("terminating an unparseable dispatch message: %s", exc.errors()[:1])
-            await msg.term()
-            return 1
-        return await run_job(msg, job, settings)
+        return await settle(msg, settings)
     finally:
-        await nc.drain()
+        await broker.stop()  # unsubscribes and drains: the ack is out before the runner exits
 
 
 def main() -> int:

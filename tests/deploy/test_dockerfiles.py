@@ -52,3 +52,19 @@ def test_entry_points_exist() -> None:
         assert 'ENTRYPOINT ["python", "-m", "trainers.runner"]' in text
         assert "[trainers]" in text
         assert importlib.util.find_spec(f"trainers.{trainer}") is not None
+
+
+@pytest.mark.parametrize("trainer", ["timm", "ultralytics"])
+def test_a_trainer_image_holds_no_service(trainer: str) -> None:
+    """Only contracts, messaging, trainers (and the `vtp` client) go into a trainer's wheel, installed
+    with the `trainers` extra alone: no FastAPI, SQLAlchemy or Postgres driver in the image."""
+    text = (DOCKER / f"Dockerfile.trainer-{trainer}").read_text()
+    copied = {line.split()[-1] for line in re.findall(r"^COPY (?!--from).*$", text, re.MULTILINE)}
+    assert copied == {"./", "contracts", "messaging", "trainers", "vtp"}
+    assert re.findall(r"\.whl\)(\[[^\]]*\])", text) == ["[trainers]"]
+
+
+def test_the_services_image_installs_the_services_extra() -> None:
+    text = (DOCKER / "Dockerfile.services").read_text()
+    assert re.findall(r"\.whl\)(\[[^\]]*\])", text) == ["[services]"]
+    assert "COPY services services" in text

@@ -205,7 +205,8 @@ async def test_trainer_failure_is_reported_once(platform, js, pool):
     assert lag(platform, pool) == 0
 
 
-async def test_an_empty_pool_exits_at_once(platform, pool):
+async def test_an_empty_pool_exits_at_once(platform, js, pool):
+    await common_nats.ensure_pool_consumer(js, pool)  # the admin's (`vtp pools prepare`): runners make none
     runner = await start_runner(platform, pool)
     assert await asyncio.wait_for(runner.wait(), 30) == 0
 

@@ -11,7 +11,6 @@ the trainer reads) and none of the secrets.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import os
 import secrets
@@ -36,7 +35,17 @@ as_root = pytest.mark.skipif(
 )
 
 PROBE = r"""
-import glob, json, os, sys
+import ctypes, glob, json, os, sys
+
+# Become the process probed (started as root, so that an error here says what failed): its mount
+# namespace, then its uid and gid with no groups. Here rather than in a preexec_fn, which runs in a fork of
+# the threaded test process.
+namespace, uid, gid = (int(value) for value in sys.argv[2:5])
+if ctypes.CDLL(None, use_errno=True).setns(namespace, 0x00020000) != 0:
+    raise OSError(ctypes.get_errno(), "setns")
+os.setgroups([])
+os.setresgid(gid, gid, gid)
+os.setresuid(uid, uid, uid)
 
 secrets, files, folders = json.loads(sys.argv[1])
 opened, found = [], []
@@ -85,30 +94,20 @@ def ids_of(pid: int) -> tuple[int, int]:
 def probe_as(pid: int, payload: object) -> dict:
     """Run PROBE as the process `pid` is: its uid and gid, no groups, in its mount namespace."""
     uid, gid = ids_of(pid)
-    libc = ctypes.CDLL(None, use_errno=True)
     namespace = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
-
-    def enter() -> None:
-        if libc.setns(namespace, 0x00020000) != 0:
-            raise OSError(ctypes.get_errno(), "setns")
-        os.setgroups([])
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
-
     try:
         result = subprocess.run(
-            [sys.executable, "-c", PROBE, json.dumps(payload)],
+            [sys.executable, "-c", PROBE, json.dumps(payload), str(namespace), str(uid), str(gid)],
             capture_output=True,
             text=True,
             timeout=120,
             cwd="/",
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             pass_fds=(namespace,),
-            preexec_fn=enter,
-            check=True,
         )
     finally:
         os.close(namespace)
+    assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 

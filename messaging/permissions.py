@@ -54,7 +54,12 @@ class PushConsumer:
     durable: str
 
 
-PUSH_CONSUMERS = (PushConsumer(API, subjects.EVENTS_STREAM, subjects.API_READ_MODEL_CONSUMER),)
+PUSH_CONSUMERS = (
+    PushConsumer(API, subjects.EVENTS_STREAM, subjects.API_READ_MODEL_CONSUMER),
+    PushConsumer(SCHEDULER, subjects.COMMANDS_STREAM, subjects.SCHEDULER_COMMANDS_CONSUMER),
+    PushConsumer(SCHEDULER, subjects.REPORTS_STREAM, subjects.SCHEDULER_REPORTS_CONSUMER),
+    PushConsumer(EVENTS, subjects.EVENTS_STREAM, subjects.EVENTS_JOB_STATUS_CONSUMER),
+)
 
 
 def runner_user(pool: str) -> str:
@@ -93,6 +98,15 @@ def _pull(stream: str, durable: str) -> tuple[str, ...]:
     return (f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}", f"$JS.ACK.{stream}.{durable}.>")
 
 
+def _own_push_consumer(stream: str, durable: str) -> tuple[str, ...]:
+    """Make (or delete, to make again) one durable push consumer and settle its messages."""
+    return (
+        *_durable(stream, durable),
+        f"{JS_API}.CONSUMER.DELETE.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
+    )
+
+
 def admin() -> Role:
     """Streams and consumers: `vtp up` before it starts the services, `vtp pools prepare`, and tools that
     read the history (`python -m services.scheduler.replay`)."""
@@ -124,18 +138,20 @@ def api() -> Role:
 
 
 def scheduler() -> Role:
-    """Pulls commands and reports from its two durables; publishes job events and dispatches; creates the
-    dispatch consumer of a pool it dispatches to first (pools are named by jobs)."""
+    """Takes commands and reports from its two durable push consumers (delivering into its inbox), which it
+    may delete to make again (one made as a pull consumer by an older release); publishes job events and
+    dispatches; creates the dispatch consumer of a pool it dispatches to first (pools are named by jobs)."""
+    own = (
+        (subjects.COMMANDS_STREAM, subjects.SCHEDULER_COMMANDS_CONSUMER),
+        (subjects.REPORTS_STREAM, subjects.SCHEDULER_REPORTS_CONSUMER),
+    )
     return Role(
         SCHEDULER,
         publish=(
             subjects.EVENTS_ALL,
             subjects.DISPATCH_ALL,
             *_stream_info(),
-            *_durable(subjects.COMMANDS_STREAM, subjects.SCHEDULER_COMMANDS_CONSUMER),
-            *_pull(subjects.COMMANDS_STREAM, subjects.SCHEDULER_COMMANDS_CONSUMER),
-            *_durable(subjects.REPORTS_STREAM, subjects.SCHEDULER_REPORTS_CONSUMER),
-            *_pull(subjects.REPORTS_STREAM, subjects.SCHEDULER_REPORTS_CONSUMER),
+            *(subject for stream, durable in own for subject in _own_push_consumer(stream, durable)),
             *_durable(subjects.DISPATCH_STREAM, "*"),
         ),
         subscribe=_inbox(SCHEDULER),
@@ -143,11 +159,12 @@ def scheduler() -> Role:
 
 
 def events() -> Role:
-    """Publishes trainer reports; follows job statuses with its durable pull consumer."""
+    """Publishes trainer reports; follows job statuses with its durable push consumer (delivering into its
+    inbox), which it may delete to make again (one made as a pull consumer by an older release)."""
     stream, durable = subjects.EVENTS_STREAM, subjects.EVENTS_JOB_STATUS_CONSUMER
     return Role(
         EVENTS,
-        publish=(subjects.REPORTS_ALL, *_stream_info(), *_durable(stream, durable), *_pull(stream, durable)),
+        publish=(subjects.REPORTS_ALL, *_stream_info(), *_own_push_consumer(stream, durable)),
         subscribe=_inbox(EVENTS),
     )
 

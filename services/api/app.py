@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from starlette.types import Scope
 
 from contracts.validation import ValidationLimits
-from messaging.nats import connect, ensure_streams
+from messaging.broker import make_broker
+from messaging.nats import ensure_streams
 from services.api.datasets import Intake
 from services.api.deps import authenticate
 from services.api.feed import EventFeed
@@ -42,17 +43,21 @@ UPLOAD_SWEEP_EVERY = timedelta(hours=1)
 def _lifespan(settings: ApiSettings, limits: Limits) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nc = await connect(settings.nats_url, "vtp-api")
-        js = nc.jetstream()
-        await ensure_streams(js)
-        limits.json_body = min(limits.json_body, nc.max_payload - ENVELOPE_BYTES)
         # Sized for many concurrent submits (each holds a connection while it awaits the PubAck), with no
         # overflow: past 32, a request waits for a connection rather than open (and then close) one. No
         # pre-ping: a dropped connection costs one request a 503, not every request a round trip.
         engine = make_engine(settings.database_url, pool_size=32, max_overflow=0, pre_ping=False)
         sessions = make_sessionmaker(engine)
+        # One broker, one NATS connection: the read model's subscriber, and under it the nats-py client
+        # that publishes commands (PubAcks in flight together) and serves SSE from ordered consumers.
+        broker = make_broker(settings.nats_url, "vtp-api")
+        read_model = ReadModelConsumer(engine)
+        read_model.subscribe(broker)
+        nc = await broker.connect()
+        js = broker.config.connection_state.stream
+        await ensure_streams(js)
+        limits.json_body = min(limits.json_body, nc.max_payload - ENVELOPE_BYTES)
         feed = EventFeed(js)
-        read_model = ReadModelConsumer(js, engine)
         app.state.settings = settings
         app.state.nats = nc
         app.state.engine = engine
@@ -66,7 +71,7 @@ def _lifespan(settings: ApiSettings, limits: Limits) -> Any:
         app.state.feed = feed
         app.state.read_model = read_model
         await feed.start()
-        await read_model.start()
+        await broker.start()
         submit_writer.start()
         upload_sweeper = UploadSweeper(
             storage, keep=timedelta(seconds=settings.upload_keep_seconds), every=UPLOAD_SWEEP_EVERY
@@ -80,7 +85,7 @@ def _lifespan(settings: ApiSettings, limits: Limits) -> Any:
             await submit_writer.stop()
             await read_model.stop()
             await feed.stop()
-            await nc.drain()
+            await broker.stop()  # drains the connection
             await engine.dispose()
             await storage.aclose()
 

@@ -1,28 +1,37 @@
 """The durable `api-read-model` consumer: keeps the jobs table current from VTP_EVENTS.
 
-Events that have arrived are applied in batches, one transaction per batch, each job's in order (in few
-statements where they can be, see `service.apply_job_events`). Ack after the batch is
-committed; nak with a delay when the database fails (transient) or when a validation verdict overtakes its
-dataset's commit; term a message that is not a JobEvent or that violates a constraint (permanent: it can
-never apply).
+A FastStream subscriber on the durable push consumer (`contracts.streams.read_model_consumer`; in its
+deliver group, so several api processes share it) hands each event, as it is stored, to a group commit
+(`messaging.group_commit`): one batch at a time, one transaction each, each job's events in order (in few
+statements where they can be, see `service.apply_job_events`); what arrives while a batch is applied makes
+up the next. Ack policy MANUAL: each message is settled by its batch, after the commit:
+
+- applied (committed): ack;
+- the database failed (transient): nak with a delay;
+- a validation verdict that overtook its dataset's commit: nak with a delay, up to `VERDICT_DELIVERIES`
+  deliveries, then term (no dataset will ever have it), logged;
+- not a JobEvent, or an event that violates a constraint (e.g. of a project this database does not know):
+  it can never apply, term, logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import enum
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-import nats.errors
+from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import streams, subjects
 from contracts.events import JobEvent
+from messaging.subscribers import BatchSubscription
 from services.api import service
 from services.api.datasets import DatasetNotCommitted
 
@@ -39,118 +48,117 @@ RETRY_DELAY = 1.0
 VERDICT_DELIVERIES = 30
 
 
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    RETRY = "retry"
+    DATASET_NOT_COMMITTED = "dataset not committed"
+    NEVER = "can never apply"
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One event on its way through a batch; unless the batch says otherwise it comes again."""
+
+    event: JobEvent
+    outcome: Outcome = Outcome.RETRY
+
+
 class ReadModelConsumer:
-    def __init__(self, js: JetStreamContext, engine: AsyncEngine) -> None:
-        self._js = js
+    def __init__(self, engine: AsyncEngine) -> None:
         # Plain connections, not ORM sessions: an event is one Core statement, and at a few events a second
         # each is a transaction of its own, so the session's per-statement overhead would be most of the cost.
         self._engine = engine
-        self._task: asyncio.Task[None] | None = None
-        self._subscription: JetStreamContext.PushSubscription | None = None
-        self._received: asyncio.Queue[Msg] = asyncio.Queue()
+        self._subscription: BatchSubscription | None = None
         # The newest version applied per job (recent jobs only), and SSE streams waiting for one.
         self._applied: OrderedDict[str, int] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Event]] = {}
 
-    async def start(self) -> None:
-        # A push consumer delivers each event as soon as it is stored (a pull `fetch` with a batch waits for
-        # the batch to fill at low rates). The deliver group lets several api processes share the durable.
-        subscription = await self._js.subscribe(
-            subjects.EVENTS_ALL,
-            queue=subjects.API_READ_MODEL_CONSUMER,
-            cb=self._receive,
-            durable=subjects.API_READ_MODEL_CONSUMER,
-            stream=subjects.EVENTS_STREAM,
-            manual_ack=True,
-            config=streams.read_model_consumer(),
+    def subscribe(self, broker: NatsBroker) -> None:
+        """Take the durable's events through `broker` (before it starts). A push consumer delivers each
+        event as soon as it is stored; the durable stays when the broker stops, and the next start resumes
+        where this one stopped."""
+        # One batch at a time, as the stream orders them: a job's events are never applied out of order.
+        self._subscription = BatchSubscription(
+            broker,
+            subjects.EVENTS_STREAM,
+            streams.read_model_consumer(),
+            self.handle,
+            BATCH,
+            parallel=1,
+            subject=subjects.EVENTS_ALL,
         )
-        self._subscription = subscription
-        self._task = asyncio.create_task(self._run(), name="api-read-model")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Before the broker stops (it drains the connection): take no more messages, and apply and settle
+        those in hand."""
         if self._subscription is not None:
-            # Unsubscribe only: the durable consumer stays, and the next start resumes where this one stopped.
-            with contextlib.suppress(nats.errors.Error):
-                await self._subscription.unsubscribe()
+            await self._subscription.stop()
 
-    async def _receive(self, message: Msg) -> None:
-        # Only queue it, so that what arrives while a batch is being applied makes up the next batch. The
-        # queue stays bounded by the consumer's max_ack_pending.
-        self._received.put_nowait(message)
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._received.get()]
-            while len(batch) < BATCH and not self._received.empty():
-                batch.append(self._received.get_nowait())
-            try:
-                await self._handle(batch)
-            except Exception:
-                # A bug or a lost connection must not stop the consumer; unacked, the messages come again.
-                log.exception("read model: handling a batch of %d events failed", len(batch))
-
-    async def _handle(self, batch: list[Msg]) -> None:
-        events: list[tuple[Msg, JobEvent]] = []
+    async def handle(self, batch: Sequence[Msg]) -> None:
+        """Apply a batch of delivered messages and settle each."""
+        deliveries: list[tuple[Msg, Delivery]] = []
         for message in batch:
             try:
-                events.append((message, JobEvent.model_validate_json(message.data)))
+                deliveries.append((message, Delivery(JobEvent.model_validate_json(message.data))))
             except ValidationError:
                 log.error("read model: not a JobEvent on %s; terminating it", message.subject)
                 await message.term()
-        if events:
-            await self._apply(events)
+        await self.apply([delivery for _, delivery in deliveries])
+        for message, delivery in deliveries:
+            await self._settle(message, delivery)
 
-    async def _apply(self, events: list[tuple[Msg, JobEvent]]) -> None:
+    async def apply(self, batch: Sequence[Delivery]) -> None:
+        """Apply the events in one transaction and record each one's outcome."""
+        if not batch:
+            return
         try:
             async with self._engine.begin() as conn:
-                await service.apply_job_events(conn, [event for _, event in events])
+                await service.apply_job_events(conn, [delivery.event for delivery in batch])
         except (IntegrityError, DatasetNotCommitted) as exc:
-            if len(events) > 1:
+            if len(batch) > 1:
                 # Some event of the batch cannot apply (now or ever): apply them one at a time to hold back
                 # only it.
-                for one in events:
-                    await self._apply([one])
+                for one in batch:
+                    await self.apply([one])
                 return
+            [delivery] = batch
             if isinstance(exc, DatasetNotCommitted):
-                await self._retry_verdict(*events[0])
+                delivery.outcome = Outcome.DATASET_NOT_COMMITTED
                 return
             # E.g. an event of a project this database does not know: retrying can never make it apply, and
             # redelivering it forever would hold back every event behind it.
-            message, event = events[0]
             log.error(
                 "read model: event %s v%s can never apply (%s); terminating it",
-                event.job_id,
-                event.version,
+                delivery.event.job_id,
+                delivery.event.version,
                 exc.orig,
             )
-            await message.term()
+            delivery.outcome = Outcome.NEVER
             return
         except (SQLAlchemyError, OSError) as exc:
-            log.warning("read model: applying %d events failed (%s); retrying", len(events), exc)
-            for message, _ in events:
-                await message.nak(delay=RETRY_DELAY)
+            log.warning("read model: applying %d events failed (%s); retrying", len(batch), exc)
             return
-        for message, event in events:
-            self._mark_applied(event.job_id, event.version)
-            await message.ack()
+        for delivery in batch:
+            self._mark_applied(delivery.event.job_id, delivery.event.version)
+            delivery.outcome = Outcome.APPLIED
 
-    async def _retry_verdict(self, message: Msg, event: JobEvent) -> None:
-        """A validation verdict whose dataset row is not committed yet comes again shortly; after
-        `VERDICT_DELIVERIES` the dataset's registration is taken to have failed (nothing waits for it)."""
-        deliveries = message.metadata.num_delivered
-        if deliveries < VERDICT_DELIVERIES:
+    async def _settle(self, message: Msg, delivery: Delivery) -> None:
+        if delivery.outcome is Outcome.APPLIED:
+            await message.ack()
+        elif delivery.outcome is Outcome.RETRY:
             await message.nak(delay=RETRY_DELAY)
-            return
-        log.error(
-            "read model: no dataset has validation job %s after %d deliveries; dropping its verdict",
-            event.job_id,
-            deliveries,
-        )
-        await message.term()
+        elif delivery.outcome is Outcome.NEVER:
+            await message.term()
+        elif message.metadata.num_delivered < VERDICT_DELIVERIES:
+            await message.nak(delay=RETRY_DELAY)
+        else:
+            # The dataset's registration is taken to have failed: nothing waits for this verdict.
+            log.error(
+                "read model: no dataset has validation job %s after %d deliveries; dropping its verdict",
+                delivery.event.job_id,
+                message.metadata.num_delivered,
+            )
+            await message.term()
 
     def _mark_applied(self, job_id: str, version: int) -> None:
         if self._applied.get(job_id, 0) < version:

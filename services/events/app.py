@@ -3,7 +3,6 @@ environment; `create_app(settings)` is what tests use."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -14,12 +13,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from messaging import nats as common_nats
+from messaging.broker import make_broker
 from services.common import http_errors, http_health, storage, tokens
 from services.common.db import make_engine
 from services.common.http_guard import BodyLimit, Headers, Limits, RequestGuard
 from services.common.http_health import READINESS_RESPONSES
 from services.common.startup import tune_garbage_collector
-from services.events.handlers import run_job_status_consumer
+from services.events.handlers import JobStatusConsumer, ensure_job_status_consumer
 from services.events.routes import callbacks
 from services.events.routes import storage as storage_routes
 from services.events.service import CallbackService, StorageService, verify_token
@@ -58,13 +58,19 @@ def create_app(settings: EventsSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nc = await common_nats.connect(settings.nats_url, name="vtp-events")
-        js = nc.jetstream()
-        await common_nats.ensure_streams(js)
-        limits.json_body = min(limits.json_body, nc.max_payload - ENVELOPE_BYTES)
+        # One broker, one NATS connection: the job-status subscriber, and the reports published through
+        # the nats-py client underneath it.
         # No pre-ping: a dropped connection costs one heartbeat its stop answer, not every callback a round
         # trip (see make_engine).
         engine = make_engine(settings.database_url, pre_ping=False)
+        broker = make_broker(settings.nats_url, "vtp-events")
+        job_statuses = JobStatusConsumer(engine)
+        job_statuses.subscribe(broker)
+        nc = await broker.connect()
+        js = broker.config.connection_state.stream
+        await common_nats.ensure_streams(js)
+        await ensure_job_status_consumer(js)
+        limits.json_body = min(limits.json_body, nc.max_payload - ENVELOPE_BYTES)
         signer = storage.UrlSigner(settings.storage_signing_key, settings.events_url)
         local = storage.LocalStorage(settings.storage_dir, signer)
         app.state.nats = nc
@@ -77,15 +83,13 @@ def create_app(settings: EventsSettings) -> FastAPI:
         objects = storage.make_storage(settings)
         app.state.callbacks = CallbackService(js, status_reader, objects, settings.artifact_url_ttl)
         app.state.storage = StorageService(local, signer, settings.max_upload_bytes)
-        consumer = asyncio.create_task(run_job_status_consumer(js, engine), name="events-job-status")
+        await broker.start()
         tune_garbage_collector()
         try:
             yield
         finally:
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consumer
-            await nc.drain()
+            await job_statuses.stop()
+            await broker.stop()  # drains the connection
             await engine.dispose()
             await objects.aclose()
 

@@ -5,18 +5,20 @@ A heartbeat only needs to know whether the job ended and which attempt is curren
 just the events that change those (a retry starts a new attempt; the terminal events end the job), not the
 stream of progress and log events.
 
-Ack semantics: a batch is applied in one transaction, then acked. An event that does not parse is terminated
-(logged; it would never parse). A database failure naks the batch with a delay: redelivery is harmless
-because rows are only replaced by a newer version.
+A FastStream push subscriber on the durable (`contracts.streams.job_status_consumer`,
+`messaging.subscribers.BatchSubscription`) hands each message to a group commit, one batch at a time. Ack
+policy MANUAL: a batch is applied in one transaction, then each message acked. An event that does not
+parse is terminated (logged; it would never parse). A database failure naks the batch with a delay:
+redelivery is harmless because rows are only replaced by a newer version.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import logging
+from collections.abc import Sequence
 
-import nats.errors
+from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
@@ -25,20 +27,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import streams, subjects
 from contracts.events import JobEvent
+from messaging.subscribers import BatchSubscription, ensure_push_consumer
 from services.events import repository
 
 log = logging.getLogger(__name__)
 
 BATCH = 256
-FETCH_TIMEOUT = 1.0
 RETRY_DELAY = 2.0
 
 
 async def ensure_job_status_consumer(js: JetStreamContext) -> None:
-    await js.add_consumer(subjects.EVENTS_STREAM, streams.job_status_consumer())
+    """The durable is a push consumer the subscriber makes (into the events service's inbox); one made as a
+    pull consumer by an older release goes first."""
+    await ensure_push_consumer(js, subjects.EVENTS_STREAM, subjects.EVENTS_JOB_STATUS_CONSUMER)
 
 
-async def apply_batch(engine: AsyncEngine, messages: list[Msg]) -> None:
+async def apply_batch(engine: AsyncEngine, messages: Sequence[Msg]) -> None:
     events: list[tuple[Msg, JobEvent]] = []
     for msg in messages:
         try:
@@ -60,24 +64,25 @@ async def apply_batch(engine: AsyncEngine, messages: list[Msg]) -> None:
         await msg.ack()
 
 
-async def run_job_status_consumer(js: JetStreamContext, engine: AsyncEngine) -> None:
-    """Runs until cancelled."""
-    await ensure_job_status_consumer(js)
-    sub = await js.pull_subscribe_bind(
-        durable=subjects.EVENTS_JOB_STATUS_CONSUMER, stream=subjects.EVENTS_STREAM
-    )
-    try:
-        while True:
-            try:
-                messages = await sub.fetch(BATCH, timeout=FETCH_TIMEOUT)
-            except TimeoutError:
-                continue
-            except nats.errors.Error as exc:
-                log.warning("fetching job events failed: %s", exc)
-                await asyncio.sleep(RETRY_DELAY)
-                continue
-            await apply_batch(engine, messages)
-    finally:
-        # A pull subscription left behind after a cancelled fetch makes the connection's drain hang.
-        with contextlib.suppress(nats.errors.Error):
-            await sub.unsubscribe()
+class JobStatusConsumer:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._subscription: BatchSubscription | None = None
+
+    def subscribe(self, broker: NatsBroker) -> None:
+        """Take the durable's events through `broker` (before it starts; `ensure_job_status_consumer`
+        first). The consumer's own filter subjects choose the events; events replicas share it."""
+        self._subscription = BatchSubscription(
+            broker,
+            subjects.EVENTS_STREAM,
+            streams.job_status_consumer(),
+            functools.partial(apply_batch, self._engine),
+            BATCH,
+            parallel=1,
+        )
+
+    async def stop(self) -> None:
+        """Before the broker stops (it drains the connection): take no more messages, and apply and settle
+        those in hand."""
+        if self._subscription is not None:
+            await self._subscription.stop()

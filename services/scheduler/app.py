@@ -1,20 +1,21 @@
-"""Wiring: NATS, database, the two durable consumers and the ticker. `main()` runs until SIGINT/SIGTERM."""
+"""Wiring: NATS, database, the two durable consumers (FastStream subscribers) and the ticker. `main()` runs
+until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
 import uvloop
+from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
-from nats.js.errors import APIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts import streams, subjects
-from messaging.nats import connect, ensure_streams
-from messaging.pull_loop import PullLoop
+from messaging.broker import make_broker
+from messaging.nats import ensure_streams
+from messaging.subscribers import BatchSubscription, ensure_push_consumer
 from services.common.startup import tune_garbage_collector
 from services.common.storage import make_storage
 from services.scheduler import logs
@@ -34,23 +35,29 @@ def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
 
 
 class SchedulerApp:
-    """The running scheduler. `start()` connects and begins consuming; `stop()` stops fetching, lets the
-    messages in hand finish, then closes NATS and the database pool."""
+    """The running scheduler. `start()` connects and begins consuming; `stop()` stops taking messages, lets
+    the ones in hand finish, then closes NATS and the database pool."""
 
     def __init__(self, settings: SchedulerSettings) -> None:
         self.settings = settings
-        self.nc: NATS | None = None
+        self.broker: NatsBroker | None = None
         self.engine: AsyncEngine | None = None
         self.service: SchedulerService | None = None
-        self._loops: list[PullLoop] = []
+        self._subscriptions: list[BatchSubscription] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+
+    @property
+    def nc(self) -> NATS:
+        assert self.broker is not None
+        return self.broker.connection
 
     async def start(self) -> None:
         settings = self.settings
         private_key_pem = settings.callback_private_key_file.read_text()
         self.engine = make_engine(settings.database_url, settings.db_pool_size)
-        self.nc = await connect(settings.nats_url, name="vtp-scheduler")
+        self.broker = make_broker(settings.nats_url, "vtp-scheduler", apply_types=False, logger=None)
+        await self.broker.connect()
         js = self.nc.jetstream()
         await ensure_streams(js)
         storage = make_storage(settings)
@@ -73,23 +80,14 @@ class SchedulerApp:
                 parse_report,
             ),
         )
+        batch_size, parallel = settings.batch_size, settings.parallel_batches
         for stream, durable, filter_subject, parse in consumers:
-            in_flight = settings.batch_size * settings.parallel_batches
-            try:
-                await js.add_consumer(stream, streams.scheduler_consumer(durable, filter_subject, in_flight))
-            except APIError:
-                # It exists with settings the server will not change in place: consume with those.
-                log.warning("consumer %s kept with its existing configuration", durable, exc_info=True)
-            loop = PullLoop(
-                self.nc,
-                stream,
-                durable,
-                Handler(self.service, parse),
-                settings.batch_size,
-                settings.parallel_batches,
-            )
-            self._loops.append(loop)
-            self._tasks.append(asyncio.create_task(loop.run(), name=f"consume-{durable}"))
+            await ensure_push_consumer(js, stream, durable)
+            config = streams.scheduler_consumer(durable, filter_subject, batch_size * (parallel + 1))
+            handler = Handler(self.service, parse)
+            subscription = BatchSubscription(self.broker, stream, config, handler, batch_size, parallel)
+            self._subscriptions.append(subscription)
+        await self.broker.start()
         self._tasks.append(
             asyncio.create_task(
                 run_ticker(self.engine, self.service, settings.tick_interval, self._stopping), name="ticker"
@@ -100,16 +98,12 @@ class SchedulerApp:
 
     async def stop(self) -> None:
         self._stopping.set()
-        for loop in self._loops:
-            loop.stop()
+        for subscription in self._subscriptions:
+            await subscription.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.nc is not None and not self.nc.is_closed:
-            # Every message in hand is settled and every publish awaited by now; drain() would wait on the
-            # pull subscriptions' open fetch requests until its timeout, so flush and close instead.
-            with contextlib.suppress(Exception):
-                await self.nc.flush(timeout=2)
-            await self.nc.close()
+        if self.broker is not None:
+            await self.broker.stop()
         if self.engine is not None:
             await self.engine.dispose()
         log.info("scheduler stopped")

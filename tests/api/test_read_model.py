@@ -183,8 +183,8 @@ async def test_one_event_that_can_never_apply_does_not_fail_its_batch(
     ]
     engine = make_engine(postgres_url, pool_size=1)
     try:
-        consumer = ReadModelConsumer(js, engine)
-        await consumer._handle(batch)  # type: ignore[arg-type]
+        consumer = ReadModelConsumer(engine)
+        await consumer.handle(batch)  # type: ignore[arg-type]
     finally:
         await engine.dispose()
     assert [message.settled for message in batch] == [["ack"], ["term"], ["ack"], ["ack"], ["ack"]]
@@ -200,7 +200,7 @@ async def test_events_of_one_job_in_a_batch_apply_as_one_sequence(
 ) -> None:
     job = {**(await submit()), "project_id": project.id}
     engine = make_engine(postgres_url, pool_size=1)
-    consumer = ReadModelConsumer(js, engine)
+    consumer = ReadModelConsumer(engine)
     try:
         # Out of order, as after a redelivery: applied in version order.
         first = [
@@ -208,7 +208,7 @@ async def test_events_of_one_job_in_a_batch_apply_as_one_sequence(
             RecordedMessage(job_event(job, EventType.RUNNING, JobState.RUNNING, 3)),
             RecordedMessage(job_event(job, EventType.QUEUED, JobState.QUEUED, 2)),
         ]
-        await consumer._handle(first)  # type: ignore[arg-type]
+        await consumer.handle(first)  # type: ignore[arg-type]
         running = (await project.client.get(f"/v1/jobs/{job['id']}")).json()
         assert (running["state"], running["version"]) == ("RUNNING", 3)
 
@@ -221,7 +221,7 @@ async def test_events_of_one_job_in_a_batch_apply_as_one_sequence(
             ),
             RecordedMessage(job_event(job, EventType.RETRYING, JobState.QUEUED, 5, reason="lost the node")),
         ]
-        await consumer._handle(second)  # type: ignore[arg-type]
+        await consumer.handle(second)  # type: ignore[arg-type]
     finally:
         await engine.dispose()
     assert all(message.settled == ["ack"] for message in first + second)
@@ -235,7 +235,7 @@ async def test_a_batch_of_many_jobs_applies_each_jobs_changes_only_to_it(
 ) -> None:
     queued, progressed, succeeded, failed = [{**(await submit()), "project_id": project.id} for _ in range(4)]
     engine = make_engine(postgres_url, pool_size=1)
-    consumer = ReadModelConsumer(js, engine)
+    consumer = ReadModelConsumer(engine)
     try:
         # Different columns change per job (metrics, final metrics, reason), interleaved as on the stream.
         batch = [
@@ -263,7 +263,7 @@ async def test_a_batch_of_many_jobs_applies_each_jobs_changes_only_to_it(
             ),
             RecordedMessage(job_event(failed, EventType.FAILED, JobState.FAILED, 2, reason="out of memory")),
         ]
-        await consumer._handle(batch)  # type: ignore[arg-type]
+        await consumer.handle(batch)  # type: ignore[arg-type]
     finally:
         await engine.dispose()
     assert all(message.settled == ["ack"] for message in batch)
@@ -295,10 +295,10 @@ async def test_a_validation_verdict_that_overtakes_its_datasets_commit_waits_for
         metrics={"status": "READY", "problem_count": 0},
     )
     engine = make_engine(postgres_url, pool_size=1)
-    consumer = ReadModelConsumer(js, engine)
+    consumer = ReadModelConsumer(engine)
     try:
         early = [RecordedMessage(submitted), RecordedMessage(verdict)]
-        await consumer._handle(early)  # type: ignore[arg-type]
+        await consumer.handle(early)  # type: ignore[arg-type]
         assert [message.settled for message in early] == [["ack"], ["nak"]]  # the verdict comes again
 
         dataset_id = uuid.uuid4().hex
@@ -321,11 +321,11 @@ async def test_a_validation_verdict_that_overtakes_its_datasets_commit_waits_for
                 )
             )
         again = RecordedMessage(verdict, deliveries=2)
-        await consumer._handle([again])  # type: ignore[arg-type]
+        await consumer.handle([again])  # type: ignore[arg-type]
         assert again.settled == ["ack"]
 
         orphan = {**validation, "id": uuid.uuid4().hex}
-        await consumer._handle(
+        await consumer.handle(
             [
                 RecordedMessage(
                     job_event(
@@ -337,7 +337,7 @@ async def test_a_validation_verdict_that_overtakes_its_datasets_commit_waits_for
         never = RecordedMessage(
             job_event(orphan, EventType.FAILED, JobState.FAILED, 2, reason="x"), deliveries=VERDICT_DELIVERIES
         )
-        await consumer._handle([never])  # type: ignore[arg-type]
+        await consumer.handle([never])  # type: ignore[arg-type]
         assert never.settled == ["term"]  # no dataset ever registered it: dropped, not retried forever
     finally:
         await engine.dispose()

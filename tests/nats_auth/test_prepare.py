@@ -11,6 +11,7 @@ from nats.js.errors import NotFoundError
 
 from contracts import subjects
 from messaging import nats as common_nats
+from messaging.broker import make_broker
 from messaging.permissions import ADMIN, API, inbox_prefix, runner_user
 from services.api.read_model import ReadModelConsumer
 from tests.nats_auth.conftest import POOL_A, POOL_B, ConnectAs, SecuredNats
@@ -36,9 +37,13 @@ async def test_a_read_model_consumer_from_before_permissions_is_pointed_into_the
 
     info = await admin.js.consumer_info(stream, durable)
     assert info.config.deliver_subject == f"{inbox_prefix(API)}.{durable}"
-    read_model = ReadModelConsumer(api.js, None)  # type: ignore[arg-type]
-    await read_model.start()  # binds to it: subscribing to its deliver subject is allowed now
+    # The api's broker binds to it: subscribing to its deliver subject is allowed now.
+    broker = make_broker(secured.server.url, "test-api-broker", secured.users.credentials(API))
+    read_model = ReadModelConsumer(None)  # type: ignore[arg-type]
+    read_model.subscribe(broker)
+    await broker.start()
     await read_model.stop()
+    await broker.stop()
     api.assert_nothing_refused()
 
 

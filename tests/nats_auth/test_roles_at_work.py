@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
 from sqlalchemy.exc import OperationalError
 
 from contracts import subjects
@@ -20,12 +22,13 @@ from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
 from contracts.streams import scheduler_consumer
 from messaging import nats as common_nats
+from messaging.broker import make_broker
 from messaging.permissions import API, EVENTS, SCHEDULER, inbox_prefix, runner_user
-from messaging.pull_loop import PullLoop
+from messaging.subscribers import BatchSubscription, ensure_push_consumer
 from services.api.feed import EventFeed
 from services.api.messaging import NatsCommandPublisher
 from services.api.read_model import ReadModelConsumer
-from services.events.handlers import ensure_job_status_consumer
+from services.events.handlers import JobStatusConsumer, ensure_job_status_consumer
 from tests.api.conftest import eventually
 from tests.nats_auth.conftest import POOL_A, POOL_B, ConnectAs, SecuredNats
 from trainers import jsz, runner
@@ -62,13 +65,26 @@ def cancel_command(job_id: str) -> CancelJob:
     return CancelJob(job_id=job_id, project_id="p", trace_id=uuid.uuid4().hex, requested_at=datetime.now(UTC))
 
 
-def unavailable_database() -> None:
-    """A sessionmaker whose database is down: the read model naks what it cannot apply (its transient
-    path), so it runs here without Postgres."""
-    raise OperationalError("connect", None, ConnectionRefusedError())
+def refusals(into: list[Exception]) -> Callable[[Exception], Awaitable[None]]:
+    """A broker's `error_cb` keeping what the server refused (permission violations among them)."""
+
+    async def on_error(exc: Exception) -> None:
+        into.append(exc)
+
+    return on_error
 
 
-async def test_api_publishes_commands_and_follows_job_events(connect_as: ConnectAs) -> None:
+class UnavailableDatabase:
+    """An engine whose database is down: the consumers nak what they cannot apply (their transient path),
+    so they run here without Postgres."""
+
+    def begin(self) -> None:
+        raise OperationalError("connect", None, ConnectionRefusedError())
+
+
+async def test_api_publishes_commands_and_follows_job_events(
+    connect_as: ConnectAs, secured: SecuredNats
+) -> None:
     api, scheduler = await connect_as(API), await connect_as(SCHEDULER)
     job_id = uuid.uuid4().hex
     await NatsCommandPublisher(api.js).cancel(cancel_command(job_id))  # returns once stored (PubAck)
@@ -87,9 +103,16 @@ async def test_api_publishes_commands_and_follows_job_events(connect_as: Connect
     finally:
         await feed.stop()
 
-    # The read model's durable push consumer delivers into the api's inbox, in its deliver group.
-    read_model = ReadModelConsumer(api.js, unavailable_database)  # type: ignore[arg-type]
-    await read_model.start()
+    # The read model's durable push consumer delivers into the api's inbox, in its deliver group, through
+    # the api's broker.
+    refused: list[Exception] = []
+    broker = make_broker(
+        secured.server.url, "test-api-broker", secured.users.credentials(API), error_cb=refusals(refused)
+    )
+    read_model = ReadModelConsumer(UnavailableDatabase())  # type: ignore[arg-type]
+    read_model.subscribe(broker)
+    await broker.connect()
+    await broker.start()
     try:
 
         async def delivered() -> bool:
@@ -101,11 +124,13 @@ async def test_api_publishes_commands_and_follows_job_events(connect_as: Connect
         await eventually(delivered)
     finally:
         await read_model.stop()
+        await broker.stop()
     api.assert_nothing_refused()
+    assert refused == []
 
 
 async def test_scheduler_takes_commands_and_reports_and_publishes_events_and_dispatches(
-    connect_as: ConnectAs,
+    connect_as: ConnectAs, secured: SecuredNats
 ) -> None:
     api, events, scheduler = await connect_as(API), await connect_as(EVENTS), await connect_as(SCHEDULER)
     job_id = uuid.uuid4().hex
@@ -115,29 +140,54 @@ async def test_scheduler_takes_commands_and_reports_and_publishes_events_and_dis
 
     taken: list[str] = []
 
-    async def handle(batch: list[Msg]) -> None:
+    async def handle(batch: Sequence[Msg]) -> None:
         for msg in batch:
             taken.append(msg.subject)
             await msg.ack()
 
-    loops = []
+    # As the scheduler subscribes: its durables as push consumers, one made as a pull consumer by an older
+    # release made again (it may delete its own), delivering into its inbox.
+    await scheduler.js.add_consumer(
+        subjects.REPORTS_STREAM,
+        ConsumerConfig(durable_name=subjects.SCHEDULER_REPORTS_CONSUMER, filter_subject=subjects.REPORTS_ALL),
+    )
+    refused: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        refused.append(exc)
+
+    broker = make_broker(
+        secured.server.url,
+        "test-scheduler-broker",
+        secured.users.credentials(SCHEDULER),
+        apply_types=False,
+        logger=None,
+        error_cb=on_error,
+    )
+    await broker.connect()
+    subscriptions = []
     for stream, durable, filter_subject in (
         (subjects.COMMANDS_STREAM, subjects.SCHEDULER_COMMANDS_CONSUMER, subjects.COMMANDS_ALL),
         (subjects.REPORTS_STREAM, subjects.SCHEDULER_REPORTS_CONSUMER, subjects.REPORTS_ALL),
     ):
-        await scheduler.js.add_consumer(stream, scheduler_consumer(durable, filter_subject, 8))
-        loops.append(PullLoop(scheduler.nc, stream, durable, handle, batch_size=8, parallel=1))  # type: ignore[arg-type]
-    tasks = [asyncio.create_task(loop.run()) for loop in loops]
+        await ensure_push_consumer(scheduler.js, stream, durable)
+        config = scheduler_consumer(durable, filter_subject, 8)
+        subscriptions.append(BatchSubscription(broker, stream, config, handle, batch_size=8, parallel=1))
+    await broker.start()
     try:
 
         async def both_taken() -> bool:
             return {subjects.CANCEL_JOB, report} <= set(taken)
 
         await eventually(both_taken)
+        info = await scheduler.js.consumer_info(subjects.REPORTS_STREAM, subjects.SCHEDULER_REPORTS_CONSUMER)
+        assert info.config.deliver_subject is not None
+        assert info.config.deliver_subject.startswith(f"{inbox_prefix(SCHEDULER)}.")
     finally:
-        for loop in loops:
-            loop.stop()
-        await asyncio.gather(*tasks)
+        for subscription in subscriptions:
+            await subscription.stop()
+        await broker.stop()
+    assert refused == []
 
     # Its decisions: job events, and a dispatch to a pool it dispatches to first (it creates the consumer).
     await common_nats.ensure_pool_consumer(scheduler.js, NEW_POOL)
@@ -152,7 +202,9 @@ async def test_scheduler_takes_commands_and_reports_and_publishes_events_and_dis
     scheduler.assert_nothing_refused()
 
 
-async def test_events_publishes_reports_and_follows_job_statuses(connect_as: ConnectAs) -> None:
+async def test_events_publishes_reports_and_follows_job_statuses(
+    connect_as: ConnectAs, secured: SecuredNats
+) -> None:
     events, scheduler = await connect_as(EVENTS), await connect_as(SCHEDULER)
     job_id = uuid.uuid4().hex
     ack = await events.js.publish(
@@ -163,21 +215,29 @@ async def test_events_publishes_reports_and_follows_job_statuses(connect_as: Con
     )
     assert ack.stream == subjects.REPORTS_STREAM
 
-    # The job-status consumer, as run_job_status_consumer creates, binds and drains it.
+    # The job-status consumer as the events service runs it: a push consumer its broker makes, delivering
+    # into the events inbox.
     await ensure_job_status_consumer(events.js)
-    await publish_event(scheduler.js, job_event(job_id, EventType.SUCCEEDED, JobState.SUCCEEDED, 1))
-    status = await events.js.pull_subscribe_bind(
-        durable=subjects.EVENTS_JOB_STATUS_CONSUMER, stream=subjects.EVENTS_STREAM
-    )
+    seq = await publish_event(scheduler.js, job_event(job_id, EventType.SUCCEEDED, JobState.SUCCEEDED, 1))
+    credentials = secured.users.credentials(EVENTS)
+    refused: list[Exception] = []
+    broker = make_broker(secured.server.url, "test-events-broker", credentials, error_cb=refusals(refused))
+    job_statuses = JobStatusConsumer(UnavailableDatabase())  # type: ignore[arg-type]
+    job_statuses.subscribe(broker)
+    await broker.connect()
+    await broker.start()
     try:
-        seen: list[str] = []
-        while subjects.event_subject(job_id, "job.succeeded") not in seen:
-            for msg in await status.fetch(256, timeout=2):
-                seen.append(msg.subject)
-                await msg.ack()
+
+        async def delivered() -> bool:
+            info = await events.js.consumer_info(subjects.EVENTS_STREAM, subjects.EVENTS_JOB_STATUS_CONSUMER)
+            return info.delivered.stream_seq >= seq
+
+        await eventually(delivered)
     finally:
-        await status.unsubscribe()
+        await job_statuses.stop()
+        await broker.stop()
     events.assert_nothing_refused()
+    assert refused == []
 
 
 async def test_a_runner_takes_one_dispatch_of_its_pool_and_settles_it(

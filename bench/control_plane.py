@@ -32,10 +32,10 @@ from nats.aio.msg import Msg
 
 from bench.harness import EventWatch, bench_setup, upload_dataset
 from bench.lean_http import LeanConnection, open_sse
+from bench.pull_loop import PullLoop
 from contracts import subjects
 from contracts.dispatch import DispatchJob
 from messaging.nats import connect, ensure_pool_consumer, ensure_streams
-from messaging.pull_loop import PullLoop
 
 SETTLE_SECONDS = 10
 WARM_UP_JOBS = 250

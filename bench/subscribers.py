@@ -1,7 +1,7 @@
 """Subscriber benchmark (not a test): how fast each way of taking a durable consumer's messages hands them
 to a batch handler, on a real nats-server, side by side in one run.
 
-- `pull-loop`: messaging.pull_loop.PullLoop, one open pull request per consumer (the scheduler's consumer
+- `pull-loop`: bench.pull_loop.PullLoop, one open pull request per consumer (the scheduler's consumer
   before FastStream);
 - `faststream-push`: a FastStream push subscriber putting each message into messaging.group_commit
   (messaging.subscribers.BatchSubscription, what the scheduler runs);
@@ -32,10 +32,10 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, RetentionPolicy, StreamConfig
 
+from bench.pull_loop import PullLoop
 from contracts.streams import scheduler_consumer
 from messaging.group_commit import GroupCommit
 from messaging.nats import connect
-from messaging.pull_loop import PullLoop
 from messaging.subscribers import BatchSubscription, raw_message
 from vtp.embedded.nats_server import start_nats_server
 

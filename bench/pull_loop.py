@@ -1,6 +1,9 @@
 """A durable pull consumer loop that keeps messages flowing: pull requests for many messages at once,
 delivered to an inbox into a local buffer, handed out in batches to up to `parallel` handlers at once.
 
+The scheduler's consumer before FastStream (messaging.subscribers); kept for the benchmarks, as the baseline
+of bench/subscribers.py and the load generator's consumer in bench/control_plane.py.
+
 nats-py's `fetch()` awaits every message of a batch separately (about a millisecond each under load), which
 caps a consumer far below what the scheduler needs; one open pull request per consumer does not.
 """

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -182,10 +184,16 @@ class SseFollower:
                             last_id = event_id
                             if data["state"] in TERMINAL:
                                 return
+                        # The stream ended (its server was killed): reconnect below.
                 except httpx.HTTPError:
                     pass
                 self.reconnects += 1
                 await asyncio.sleep(0.5)
+
+    async def run_until(self, deadline: float) -> None:
+        """`run`, cut off at the deadline: keepalives would hold a stream open past it for ever."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.run(deadline), timeout=max(0.0, deadline - time.monotonic()))
 
 
 async def _events(response: httpx.Response):  # type: ignore[no-untyped-def]
@@ -305,7 +313,12 @@ async def all_jobs(client: httpx.AsyncClient, url: str, key: str) -> list[dict[s
 
 
 async def run(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="vtp-chaos-") as tmp:
+    # VTP_KEEP_TEST_DIR=1 keeps the folder (data dir and logs) for a look afterwards (Python 3.11 has no
+    # TemporaryDirectory(delete=False)).
+    with contextlib.ExitStack() as stack:
+        tmp = tempfile.mkdtemp(prefix="vtp-chaos-")
+        if os.environ.get("VTP_KEEP_TEST_DIR") != "1":
+            stack.callback(shutil.rmtree, tmp, ignore_errors=True)
         chaos = Chaos(Path(tmp), args)
         platform = await asyncio.to_thread(chaos.start)
         try:
@@ -325,7 +338,7 @@ async def _run(chaos: Chaos, platform: LaunchedPlatform, args: argparse.Namespac
         ]
     deadline = time.monotonic() + args.limit
     followers = [SseFollower(platform.url, platform.key, job_id) for job_id in training]
-    follow = [asyncio.create_task(f.run(deadline)) for f in followers]
+    follow = [asyncio.create_task(f.run_until(deadline)) for f in followers]
     spacing = args.clients / max(args.rate, 1)
     submitting = asyncio.create_task(load.run(args.submits, args.clients, spacing))
 

@@ -104,7 +104,10 @@ def render(exc: BaseException) -> Response:
 def _database_down(exc: BaseException) -> bool:
     if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, _DATABASE_DOWN) or isinstance(getattr(exc, "orig", None), _DATABASE_DOWN)
+    orig = getattr(exc, "orig", None)
+    # The asyncpg dialect wraps the driver's exception in a DBAPI-style one of its own (a generic `Error`
+    # while Postgres is starting up, say): the driver's is that one's cause.
+    return any(isinstance(e, _DATABASE_DOWN) for e in (exc, orig, getattr(orig, "__cause__", None)))
 
 
 async def _handle(request: Request, exc: Exception) -> Response:

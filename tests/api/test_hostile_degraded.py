@@ -28,13 +28,32 @@ from vtp.embedded.ports import free_port, wait_for_port
 
 from .conftest import Project, job_body
 
+# What Postgres answers a connection while it starts (or recovers after a crash): a FATAL ErrorResponse
+# with SQLSTATE 57P03, which asyncpg raises as CannotConnectNowError.
+STARTING_UP = b"".join(
+    (
+        b"S",
+        b"FATAL\0",
+        b"V",
+        b"FATAL\0",
+        b"C",
+        b"57P03\0",
+        b"M",
+        b"the database system is starting up\0",
+        b"\0",
+    )
+)
+SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
+
 
 class Proxy:
-    """TCP 127.0.0.1:<port> -> Postgres' unix socket; `cut()` drops the listener and every connection."""
+    """TCP 127.0.0.1:<port> -> Postgres' unix socket; `cut()` drops the listener and every connection;
+    with `starting_up` set, a new connection is answered as a Postgres that is starting up."""
 
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
         self.port = free_port()
+        self.starting_up = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -49,6 +68,9 @@ class Proxy:
         await self._server.wait_closed()
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self.starting_up:
+            await self._refuse_as_starting_up(client_reader, client_writer)
+            return
         reader, writer = await asyncio.open_unix_connection(self.socket_path)
         self._writers |= {client_writer, writer}
 
@@ -61,6 +83,19 @@ class Proxy:
 
         await asyncio.gather(pipe(client_reader, writer), pipe(reader, client_writer))
         self._writers -= {client_writer, writer}
+
+    @staticmethod
+    async def _refuse_as_starting_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            length = int.from_bytes(await reader.readexactly(4), "big")
+            packet = await reader.readexactly(length - 4)
+            if (length.to_bytes(4, "big") + packet) == SSL_REQUEST:
+                writer.write(b"N")  # no TLS; the startup message follows
+                length = int.from_bytes(await reader.readexactly(4), "big")
+                await reader.readexactly(length - 4)
+            writer.write(b"E" + (len(STARTING_UP) + 4).to_bytes(4, "big") + STARTING_UP)
+            await writer.drain()
+        writer.close()
 
 
 class PrivateNats:
@@ -168,10 +203,21 @@ async def test_postgres_down_is_a_503_everywhere_and_recovers(
             async with httpx.AsyncClient(base_url=base, timeout=15) as stranger:
                 unavailable(await stranger.get("/v1/jobs", headers={"Authorization": "Bearer vtp_unknown"}))
 
+            # Back, but still starting up (after a crash Postgres recovers before it takes connections).
+            proxy.starting_up = True
+            await proxy.start()
+            keyed = {"Idempotency-Key": "while-starting-up"}
+            for _ in range(2):
+                unavailable(await client.get("/v1/jobs"))
+                unavailable(await client.post("/v1/jobs", json=job_body(dataset), headers=keyed))
+            await proxy.cut()
+
+            proxy.starting_up = False
             await proxy.start()
             await eventually_ready(client)
             assert (await client.get("/v1/jobs")).status_code == 200
             assert (await client.post("/v1/jobs", json=job_body(dataset))).status_code == 202
+            assert (await client.post("/v1/jobs", json=job_body(dataset), headers=keyed)).status_code == 202
 
 
 async def test_nats_down_is_a_503_and_recovers(

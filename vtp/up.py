@@ -14,6 +14,7 @@ lock); pid files let the next `vtp up` stop what a crashed one left behind (vtp/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -341,9 +342,23 @@ def run(data_dir: Path, port: int, environ: Mapping[str, str] | None = None) -> 
         lock.release()
 
 
+def events_port_of(data_dir: Path, environ: dict[str, str]) -> int:
+    """`VTP_EVENTS_PORT`, else the port this data dir's events service had before (chosen free the first
+    time, then kept in `<data-dir>/events.port`): a queued job's dispatch carries its callback URL, so a port
+    chosen anew on a restart would leave every job queued before it calling a service that is not there."""
+    if explicit := environ.get("VTP_EVENTS_PORT"):
+        return int(explicit)
+    remembered = data_dir / "events.port"
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        return int(remembered.read_text())
+    chosen = free_port()
+    remembered.write_text(f"{chosen}\n")
+    return chosen
+
+
 def _run(data_dir: Path, port: int, environ: dict[str, str]) -> int:
     logs = data_dir / "logs"
-    events_port = int(environ.get("VTP_EVENTS_PORT") or free_port())
+    events_port = events_port_of(data_dir, environ)
     for name, wanted in (("API", port), ("events", events_port)):
         if not port_is_free(wanted):
             raise CliError(f"the {name} port {wanted} is already in use")

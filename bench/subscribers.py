@@ -127,7 +127,7 @@ def faststream_pull(per_fetch: int) -> Start:
         async def take(message: Msg) -> None:
             group.put(message)
 
-        broker.subscriber(
+        subscriber = broker.subscriber(
             SUBJECTS,
             stream=JStream(STREAM, declare=False),
             durable=DURABLE,
@@ -135,12 +135,15 @@ def faststream_pull(per_fetch: int) -> Start:
             pull_sub=PullSub(batch_size=per_fetch, timeout=1.0),
             ack_policy=FastStreamAck.MANUAL,
             decoder=raw_message,
-        )(take)
+        )
+        subscriber(take)
         await broker.start()
 
         async def stop() -> None:
-            await broker.stop()
+            # As BatchSubscription.stop: settle what is in hand while the connection is still open.
+            await subscriber.stop()
             await group.drain()
+            await broker.stop()
 
         return stop
 

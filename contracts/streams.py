@@ -6,6 +6,8 @@ Declarations only, next to the subjects they carry (`contracts.subjects`); `mess
 
 from __future__ import annotations
 
+from typing import Any
+
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -57,26 +59,33 @@ STREAMS: tuple[StreamConfig, ...] = (
     ),
 )
 
-# Every consumer acks explicitly, after its effect is committed, and is never given up on by the server
-# (max_deliver -1): a consumer decides itself when an input is permanent and terminates it.
-
 SCHEDULER_ACK_WAIT_SECONDS = 30
+POOL_ACK_WAIT_SECONDS = 60
 
 
-def scheduler_consumer(durable: str, filter_subject: str, in_flight: int) -> ConsumerConfig:
-    """The scheduler's commands and reports consumers (pull): `in_flight` inputs in hand at once."""
+def _durable(name: str, ack_wait: float, max_ack_pending: int, **fields: Any) -> ConsumerConfig:
+    """Every consumer acks explicitly, after its effect is committed, and is never given up on by the
+    server (max_deliver -1): a consumer decides itself when an input is permanent and terminates it."""
     return ConsumerConfig(
-        durable_name=durable,
-        filter_subject=filter_subject,
-        deliver_policy=DeliverPolicy.ALL,
+        durable_name=name,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=SCHEDULER_ACK_WAIT_SECONDS,
+        ack_wait=ack_wait,
         max_deliver=-1,
-        max_ack_pending=max(1000, 4 * in_flight),
+        max_ack_pending=max_ack_pending,
+        **fields,
     )
 
 
-POOL_ACK_WAIT_SECONDS = 60
+def scheduler_consumer(durable: str, filter_subject: str, in_flight: int) -> ConsumerConfig:
+    """The scheduler's commands and reports consumers (push, into the scheduler's inbox): `in_flight`
+    inputs in hand at once."""
+    return _durable(
+        durable,
+        SCHEDULER_ACK_WAIT_SECONDS,
+        max(1000, 4 * in_flight),
+        filter_subject=filter_subject,
+        deliver_policy=DeliverPolicy.ALL,
+    )
 
 
 def pool_consumer(pool: str) -> ConsumerConfig:
@@ -85,26 +94,17 @@ def pool_consumer(pool: str) -> ConsumerConfig:
     Runners keep their message alive with `in_progress()` and ack only when the trainer is done, so
     ack-pending messages are work in flight.
     """
-    return ConsumerConfig(
-        durable_name=subjects.pool_consumer(pool),
+    return _durable(
+        subjects.pool_consumer(pool),
+        POOL_ACK_WAIT_SECONDS,
+        -1,
         filter_subject=subjects.dispatch_subject(pool),
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=POOL_ACK_WAIT_SECONDS,
-        max_deliver=-1,
-        max_ack_pending=-1,
     )
 
 
 def read_model_consumer() -> ConsumerConfig:
     """The api's read model (push, into the api's inbox): every job event, as soon as it is stored."""
-    return ConsumerConfig(
-        durable_name=subjects.API_READ_MODEL_CONSUMER,
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_wait=30,
-        max_deliver=-1,
-        max_ack_pending=1024,
-    )
+    return _durable(subjects.API_READ_MODEL_CONSUMER, 30, 1024, deliver_policy=DeliverPolicy.ALL)
 
 
 # The events that change what the events service answers a callback: a retry starts a new attempt, the
@@ -118,13 +118,12 @@ JOB_STATUS_EVENTS = (
 
 
 def job_status_consumer() -> ConsumerConfig:
-    """The events service's view of which attempt of a job is current and whether the job has ended."""
-    return ConsumerConfig(
-        durable_name=subjects.EVENTS_JOB_STATUS_CONSUMER,
+    """The events service's view of which attempt of a job is current and whether the job has ended
+    (push, into the events service's inbox)."""
+    return _durable(
+        subjects.EVENTS_JOB_STATUS_CONSUMER,
+        30,
+        10_000,
         filter_subjects=[subjects.event_subject("*", event.value) for event in JOB_STATUS_EVENTS],
         deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30,
-        max_deliver=-1,
-        max_ack_pending=10_000,
     )

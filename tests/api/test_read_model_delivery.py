@@ -6,22 +6,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import subjects
-from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
 from messaging.broker import make_broker
 from messaging.nats import connect, ensure_streams
 from services.api import service
 from services.api.read_model import ReadModelConsumer
 from services.common.db import make_engine
+from tests.job_events import SwitchableDatabase, job_event, publish_event
 from vtp.embedded.nats_server import NatsServer, start_nats_server
 
 from .conftest import Project, eventually
@@ -41,22 +37,6 @@ async def own_js(own_nats: NatsServer) -> AsyncIterator[JetStreamContext]:
     await ensure_streams(js)
     yield js
     await nc.drain()
-
-
-class SwitchableDatabase:
-    """The engine, or a database that is down while `down` is set."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.down = False
-
-    def begin(self) -> Any:
-        if self.down:
-            raise OperationalError("connect", None, ConnectionRefusedError())
-        return self.engine.begin()
-
-    def connect(self) -> Any:
-        return self.engine.connect()
 
 
 @pytest.fixture
@@ -88,29 +68,6 @@ def running(own_nats: NatsServer, database: SwitchableDatabase) -> Running:
     return run
 
 
-def event(project: Project, job_id: str, event_type: EventType, state: JobState, version: int) -> JobEvent:
-    return JobEvent(
-        job_id=job_id,
-        project_id=project.id,
-        type=event_type,
-        state=state,
-        attempt=1,
-        version=version,
-        time=datetime.now(UTC),
-        trace_id=uuid.uuid4().hex,
-        payload={},
-    )
-
-
-async def publish(js: JetStreamContext, job_event: JobEvent) -> None:
-    await js.publish(
-        subjects.event_subject(job_event.job_id, job_event.type.value),
-        job_event.model_dump_json().encode(),
-        stream=subjects.EVENTS_STREAM,
-        headers={"Nats-Msg-Id": f"{job_event.job_id}:{job_event.version}"},
-    )
-
-
 async def stored(database: SwitchableDatabase, job_id: str) -> int:
     async with database.engine.connect() as conn:
         return await service.stored_version(conn, job_id)
@@ -129,10 +86,14 @@ async def test_a_poison_event_is_terminated_and_the_next_events_still_apply(
         await own_js.publish(
             subjects.event_subject(job_id, "job.submitted"), b"{not json", stream=subjects.EVENTS_STREAM
         )
-        orphan = event(project, uuid.uuid4().hex, EventType.SUBMITTED, JobState.PENDING, 1)
-        await publish(own_js, orphan.model_copy(update={"project_id": "no-such-project"}))
-        await publish(own_js, event(project, job_id, EventType.SUBMITTED, JobState.PENDING, 1))
-        await publish(own_js, event(project, job_id, EventType.QUEUED, JobState.QUEUED, 2))
+        orphan = job_event(uuid.uuid4().hex, EventType.SUBMITTED, JobState.PENDING, 1, project_id=project.id)
+        await publish_event(own_js, orphan.model_copy(update={"project_id": "no-such-project"}))
+        await publish_event(
+            own_js, job_event(job_id, EventType.SUBMITTED, JobState.PENDING, 1, project_id=project.id)
+        )
+        await publish_event(
+            own_js, job_event(job_id, EventType.QUEUED, JobState.QUEUED, 2, project_id=project.id)
+        )
 
         async def applied() -> bool:
             return await stored(database, job_id) == 2
@@ -147,7 +108,9 @@ async def test_a_database_outage_naks_and_the_events_apply_once_it_returns(
     job_id = uuid.uuid4().hex
     async with running() as consumer:
         database.down = True
-        await publish(own_js, event(project, job_id, EventType.SUBMITTED, JobState.PENDING, 1))
+        await publish_event(
+            own_js, job_event(job_id, EventType.SUBMITTED, JobState.PENDING, 1, project_id=project.id)
+        )
 
         async def redelivered() -> bool:
             info = await own_js.consumer_info(subjects.EVENTS_STREAM, subjects.API_READ_MODEL_CONSUMER)
@@ -166,13 +129,19 @@ async def test_a_restart_resumes_from_the_durable_without_loss(
     job_ids = [uuid.uuid4().hex for _ in range(20)]
     async with running():
         for job_id in job_ids[:10]:
-            await publish(own_js, event(project, job_id, EventType.SUBMITTED, JobState.PENDING, 1))
+            await publish_event(
+                own_js, job_event(job_id, EventType.SUBMITTED, JobState.PENDING, 1, project_id=project.id)
+            )
         await eventually(lambda: settled(own_js))
     # Stored while no api runs: the durable keeps its place.
     for job_id in job_ids[10:]:
-        await publish(own_js, event(project, job_id, EventType.SUBMITTED, JobState.PENDING, 1))
+        await publish_event(
+            own_js, job_event(job_id, EventType.SUBMITTED, JobState.PENDING, 1, project_id=project.id)
+        )
     for job_id in job_ids:
-        await publish(own_js, event(project, job_id, EventType.QUEUED, JobState.QUEUED, 2))
+        await publish_event(
+            own_js, job_event(job_id, EventType.QUEUED, JobState.QUEUED, 2, project_id=project.id)
+        )
     async with running():
 
         async def all_applied() -> bool:

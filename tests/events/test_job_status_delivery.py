@@ -6,16 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import subjects
-from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
 from messaging.broker import make_broker
 from messaging.nats import connect, ensure_streams
@@ -23,6 +18,7 @@ from services.common.db import make_engine
 from services.events import repository
 from services.events.handlers import JobStatusConsumer, ensure_job_status_consumer
 from tests.api.conftest import eventually
+from tests.job_events import SwitchableDatabase, job_event, publish_event
 from vtp.embedded.nats_server import NatsServer, start_nats_server
 
 from .conftest import upgrade_events
@@ -43,19 +39,6 @@ async def own_js(own_nats: NatsServer) -> AsyncIterator[JetStreamContext]:
     await ensure_job_status_consumer(js)
     yield js
     await nc.drain()
-
-
-class SwitchableDatabase:
-    """The engine, or a database that is down while `down` is set."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.down = False
-
-    def begin(self) -> Any:
-        if self.down:
-            raise OperationalError("connect", None, ConnectionRefusedError())
-        return self.engine.begin()
 
 
 @pytest.fixture(scope="module")
@@ -92,29 +75,6 @@ def running(own_nats: NatsServer, database: SwitchableDatabase) -> Running:
     return run
 
 
-def event(job_id: str, event_type: EventType, state: JobState, version: int, attempt: int = 1) -> JobEvent:
-    return JobEvent(
-        job_id=job_id,
-        project_id="p",
-        type=event_type,
-        state=state,
-        attempt=attempt,
-        version=version,
-        time=datetime.now(UTC),
-        trace_id=uuid.uuid4().hex,
-        payload={},
-    )
-
-
-async def publish(js: JetStreamContext, job_event: JobEvent) -> None:
-    await js.publish(
-        subjects.event_subject(job_event.job_id, job_event.type.value),
-        job_event.model_dump_json().encode(),
-        stream=subjects.EVENTS_STREAM,
-        headers={"Nats-Msg-Id": f"{job_event.job_id}:{job_event.version}"},
-    )
-
-
 async def status(database: SwitchableDatabase, job_id: str) -> tuple[str, int] | None:
     async with database.engine.connect() as conn:
         row = await repository.get_job_status(conn, job_id)
@@ -136,8 +96,8 @@ async def test_a_poison_event_is_terminated_and_the_next_events_still_apply(
             b"{not json",
             stream=subjects.EVENTS_STREAM,
         )
-        await publish(own_js, event(job_id, EventType.RETRYING, JobState.QUEUED, 3, attempt=2))
-        await publish(own_js, event(job_id, EventType.SUCCEEDED, JobState.SUCCEEDED, 5, attempt=2))
+        await publish_event(own_js, job_event(job_id, EventType.RETRYING, JobState.QUEUED, 3, attempt=2))
+        await publish_event(own_js, job_event(job_id, EventType.SUCCEEDED, JobState.SUCCEEDED, 5, attempt=2))
 
         async def applied() -> bool:
             return await status(database, job_id) == (JobState.SUCCEEDED.value, 5)
@@ -152,7 +112,7 @@ async def test_a_database_outage_naks_and_the_events_apply_once_it_returns(
     job_id = uuid.uuid4().hex
     async with running():
         database.down = True
-        await publish(own_js, event(job_id, EventType.CANCELLED, JobState.CANCELLED, 2))
+        await publish_event(own_js, job_event(job_id, EventType.CANCELLED, JobState.CANCELLED, 2))
 
         async def redelivered() -> bool:
             info = await own_js.consumer_info(subjects.EVENTS_STREAM, subjects.EVENTS_JOB_STATUS_CONSUMER)
@@ -175,10 +135,10 @@ async def test_a_restart_resumes_from_the_durable_without_loss(
     job_ids = [uuid.uuid4().hex for _ in range(20)]
     async with running():
         for job_id in job_ids[:10]:
-            await publish(own_js, event(job_id, EventType.FAILED, JobState.FAILED, 4))
+            await publish_event(own_js, job_event(job_id, EventType.FAILED, JobState.FAILED, 4))
         await eventually(lambda: settled(own_js))
     for job_id in job_ids[10:]:  # stored while the service is down: the durable keeps its place
-        await publish(own_js, event(job_id, EventType.FAILED, JobState.FAILED, 4))
+        await publish_event(own_js, job_event(job_id, EventType.FAILED, JobState.FAILED, 4))
     async with running():
 
         async def all_applied() -> bool:

@@ -12,13 +12,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from sqlalchemy.exc import OperationalError
 
 from contracts import subjects
 from contracts.commands import CancelJob
-from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
 from contracts.streams import scheduler_consumer
 from messaging import nats as common_nats
@@ -30,35 +28,11 @@ from services.api.messaging import NatsCommandPublisher
 from services.api.read_model import ReadModelConsumer
 from services.events.handlers import JobStatusConsumer, ensure_job_status_consumer
 from tests.api.conftest import eventually
+from tests.job_events import job_event, publish_event
 from tests.nats_auth.conftest import POOL_A, POOL_B, ConnectAs, SecuredNats
 from trainers import jsz, runner
 
 NEW_POOL = "gpu-c"
-
-
-def job_event(job_id: str, event_type: EventType, state: JobState, version: int) -> JobEvent:
-    return JobEvent(
-        job_id=job_id,
-        project_id="p",
-        type=event_type,
-        state=state,
-        attempt=1,
-        version=version,
-        time=datetime.now(UTC),
-        trace_id=uuid.uuid4().hex,
-        payload={},
-    )
-
-
-async def publish_event(js: JetStreamContext, event: JobEvent) -> int:
-    """As the scheduler's publisher does: PubAck awaited, `Nats-Msg-Id = <job_id>:<version>`."""
-    ack = await js.publish_async(
-        subjects.event_subject(event.job_id, event.type.value),
-        event.model_dump_json().encode(),
-        stream=subjects.EVENTS_STREAM,
-        headers={"Nats-Msg-Id": f"{event.job_id}:{event.version}"},
-    )
-    return int((await ack).seq)
 
 
 def cancel_command(job_id: str) -> CancelJob:

@@ -7,7 +7,10 @@ It starts its own nats-server, Postgres and `vtp up` in a temporary folder, and 
 
 It prints, side by side in one run:
 - the floor: raw JetStream publish -> pull-consume round trip at 50 msg/s;
-- submit -> QUEUED latency at a paced 50 submits/s;
+- submit -> QUEUED latency at a paced 50 submits/s, twice: to a pool nothing serves (only accepting and
+  queueing), then while the load generator also runs every job to completion at that rate (each job's
+  heartbeat, progress and done callbacks, its events through scheduler, read model and feeds); with the
+  platform's CPU per job in each (every process of it, nats-server and Postgres included);
 - submits/s accepted with N submits in flight to a pool nothing serves yet (as a GPU pool scaled to zero), the
   time until every job reached QUEUED; then jobs/s to SUCCEEDED once that pool's load generator starts;
 - callback -> SSE latency with 200 SSE clients connected.
@@ -19,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psutil
 from nats.aio.msg import Msg
 
 from bench.harness import EventWatch, bench_setup, upload_dataset
@@ -98,6 +104,19 @@ async def jetstream_floor(nats_url: str, count: int = 500, rate: float = 50) -> 
     await js.delete_stream("BENCH_FLOOR")
     await nc.close()
     return latencies
+
+
+def platform_cpu_seconds(exclude: set[int]) -> float:
+    """CPU seconds so far of this benchmark's children (nats-server, Postgres, `vtp up` and all it started),
+    less the processes in `exclude` (the load generators)."""
+    total = 0.0
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        if child.pid in exclude:
+            continue
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 class LoadGeneratorTrainer:
@@ -301,13 +320,26 @@ async def run(args: argparse.Namespace) -> None:
         await watch.wait_for("succeeded", warm_up_ids, 120)
         await asyncio.sleep(SETTLE_SECONDS)  # the warm-up's tail (read models, feeds) done first
 
-        print(f"paced: {args.paced} submits at 50/s …", flush=True)
-        paced_ids: set[str] = set()
-        await paced(args.paced, 50, lambda _: submitter.submit_into("bench", paced_ids))
-        await watch.wait_for("queued", paced_ids, 60)
-        to_queued = [watch.seen["queued"][j] - submitter.submitted_at[j] for j in paced_ids]
-        to_answer = [submitter.answered_at[j] - submitter.submitted_at[j] for j in paced_ids]
-        await watch.wait_for("succeeded", paced_ids, 120)
+        generators = {load_generator.pid or 0}
+
+        async def paced_phase(pool: str, finished: bool) -> tuple[list[float], list[float], float]:
+            """submit->202 and submit->QUEUED at 50/s to `pool`, and the platform's CPU ms per job."""
+            ids: set[str] = set()
+            cpu_before = platform_cpu_seconds(generators)
+            await paced(args.paced, 50, lambda _: submitter.submit_into(pool, ids))
+            await watch.wait_for("queued", ids, 60)
+            if finished:
+                await watch.wait_for("succeeded", ids, 120)
+            cpu_ms = (platform_cpu_seconds(generators) - cpu_before) * 1000 / max(1, len(ids))
+            to_queued = [watch.seen["queued"][j] - submitter.submitted_at[j] for j in ids]
+            to_answer = [submitter.answered_at[j] - submitter.submitted_at[j] for j in ids]
+            return to_answer, to_queued, cpu_ms
+
+        print(f"paced: {args.paced} submits at 50/s to a pool nothing serves …", flush=True)
+        answer_idle, queued_idle, cpu_idle = await paced_phase("bench-idle", finished=False)
+        await asyncio.sleep(SETTLE_SECONDS)
+        print(f"paced: {args.paced} submits at 50/s, each job run to completion …", flush=True)
+        to_answer, to_queued, cpu_finished = await paced_phase("bench", finished=True)
 
         # The burst goes to a pool that nothing serves yet (a GPU pool scaled to zero): it measures what
         # accepting and queueing cost. Then that pool's load generator starts and drains the queue.
@@ -350,9 +382,17 @@ async def run(args: argparse.Namespace) -> None:
         n = len(burst_ids)
         print()
         row("JetStream publish->consume (floor), 50 msg/s", ms(floor))
-        row("submit->202 answer at 50 submits/s", ms(to_answer))
-        row("submit->QUEUED at 50 submits/s", ms(to_queued))
+        row("submit->202 answer at 50 submits/s, queueing only", ms(answer_idle))
+        row("submit->QUEUED at 50 submits/s, queueing only", ms(queued_idle))
+        row("  ratio to floor", ratio(queued_idle, floor))
+        row("  platform CPU per job", f"{cpu_idle:7.2f} ms")
+        row("submit->202 answer at 50 jobs/s run to the end", ms(to_answer))
+        row("submit->QUEUED at 50 jobs/s run to the end", ms(to_queued))
         row("  ratio to floor", ratio(to_queued, floor))
+        row(
+            "  platform CPU per job",
+            f"{cpu_finished:7.2f} ms   ({cpu_finished * 50 / 10:.0f}% of a core at 50/s)",
+        )
         row(f"callback->SSE, {args.sse_clients} clients", ms(to_sse))
         row("  ratio to floor", ratio(to_sse, floor))
         row(
@@ -372,7 +412,7 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=2000, help="submits in the burst phase")
     parser.add_argument("--connections", type=int, default=64, help="submits in flight in the burst phase")
-    parser.add_argument("--paced", type=int, default=500, help="submits in the paced 50/s phase")
+    parser.add_argument("--paced", type=int, default=500, help="submits in each paced 50/s phase")
     parser.add_argument("--sse-clients", type=int, default=200)
     parser.add_argument("--sse-jobs", type=int, default=20, help="jobs the SSE clients are spread over")
     parser.add_argument(

@@ -158,6 +158,13 @@ async def dataset_of_validation_exists(conn: AsyncConnection, validation_job_id:
 # Jobs
 
 
+async def skip_waiting_for_disk(conn: AsyncConnection) -> None:
+    """This transaction's COMMIT returns before its WAL reaches the disk (Postgres' asynchronous commit).
+    For a transaction whose rows the stream can rebuild: a crash of Postgres may lose its last fraction of
+    a second of such commits, never corrupts anything, and any later durable commit flushes them too."""
+    await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
 async def insert_jobs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
     """Insert job rows (all with the same keys) in one statement; the ids of those inserted (a row whose
     project already has a job with its idempotency key is not)."""

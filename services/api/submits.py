@@ -79,6 +79,11 @@ class SubmitWriter:
     async def _write(self, batch: list[PendingSubmit]) -> None:
         try:
             async with self._engine.begin() as conn:  # commits when the block ends
+                # The command is stored by JetStream before this commits; should Postgres lose the
+                # commit in a crash, the read model rebuilds the row, key included, from `job.submitted`
+                # (as when the api dies between the PubAck and the commit). So the answer need not wait
+                # for the disk, whose flushes stall now and then for a hundred milliseconds and more.
+                await repository.skip_waiting_for_disk(conn)
                 inserted = await repository.insert_jobs(conn, [pending.row for pending in batch])
                 fresh = _first_of_each(batch, inserted)
                 refusals = await self._publisher.submit_many([pending.command for pending in fresh])

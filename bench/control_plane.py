@@ -38,6 +38,7 @@ from nats.aio.msg import Msg
 
 from bench.harness import EventWatch, bench_setup, upload_dataset
 from bench.lean_http import LeanConnection, open_sse
+from bench.otlp_receiver import ReceiverProcess, traces_to
 from bench.pull_loop import PullLoop
 from contracts import subjects
 from contracts.dispatch import DispatchJob
@@ -295,12 +296,16 @@ async def sse_latency(
     return latencies
 
 
-async def run(args: argparse.Namespace) -> None:
+Rows = list[tuple[str, str]]
+
+
+async def run(args: argparse.Namespace, extra_env: dict[str, str] | None = None) -> Rows:
+    """One whole run on a platform of its own (`extra_env` added to its environment); its figures."""
     with bench_setup() as setup:
         nats = setup.nats
         print("measuring the JetStream floor …", flush=True)
         floor = await jetstream_floor(nats.url)
-        platform = setup.launch()
+        platform = setup.launch(extra_env)
         api_url, key = platform.url, platform.key
         dataset = make_dataset(api_url, key, setup.folder)
         watch = EventWatch()
@@ -380,30 +385,51 @@ async def run(args: argparse.Namespace) -> None:
         load_generator.terminate()
 
         n = len(burst_ids)
-        print()
-        row("JetStream publish->consume (floor), 50 msg/s", ms(floor))
-        row("submit->202 answer at 50 submits/s, queueing only", ms(answer_idle))
-        row("submit->QUEUED at 50 submits/s, queueing only", ms(queued_idle))
-        row("  ratio to floor", ratio(queued_idle, floor))
-        row("  platform CPU per job", f"{cpu_idle:7.2f} ms")
-        row("submit->202 answer at 50 jobs/s run to the end", ms(to_answer))
-        row("submit->QUEUED at 50 jobs/s run to the end", ms(to_queued))
-        row("  ratio to floor", ratio(to_queued, floor))
-        row(
-            "  platform CPU per job",
-            f"{cpu_finished:7.2f} ms   ({cpu_finished * 50 / 10:.0f}% of a core at 50/s)",
-        )
-        row(f"callback->SSE, {args.sse_clients} clients", ms(to_sse))
-        row("  ratio to floor", ratio(to_sse, floor))
-        row(
-            f"submits accepted ({args.jobs} jobs, {args.connections} in flight)",
-            f"{n / accepted_s:8.0f} /s   ({n} accepted, {len(submitter.failures)} refused)",
-        )
-        row("  submit->202 answer in the burst", ms(to_answer_burst))
-        row("  every job QUEUED after", f"{all_queued:8.2f} s  ({n / all_queued:.0f} jobs/s)")
-        row("then finished by a load generator", f"{drained_s:8.2f} s  ({n / drained_s:.0f} jobs/s)")
         if submitter.failures:
             print("first refusals:", submitter.failures[:3])
+        cpu_share = f"({cpu_finished * 50 / 10:.0f}% of a core at 50/s)"
+        return [
+            ("JetStream publish->consume (floor), 50 msg/s", ms(floor)),
+            ("submit->202 answer at 50 submits/s, queueing only", ms(answer_idle)),
+            ("submit->QUEUED at 50 submits/s, queueing only", ms(queued_idle)),
+            ("  ratio to floor", ratio(queued_idle, floor)),
+            ("  platform CPU per job", f"{cpu_idle:7.2f} ms"),
+            ("submit->202 answer at 50 jobs/s run to the end", ms(to_answer)),
+            ("submit->QUEUED at 50 jobs/s run to the end", ms(to_queued)),
+            ("  ratio to floor", ratio(to_queued, floor)),
+            ("  platform CPU per job", f"{cpu_finished:7.2f} ms   {cpu_share}"),
+            (f"callback->SSE, {args.sse_clients} clients", ms(to_sse)),
+            ("  ratio to floor", ratio(to_sse, floor)),
+            (
+                f"submits accepted ({args.jobs} jobs, {args.connections} in flight)",
+                f"{n / accepted_s:8.0f} /s   ({n} accepted, {len(submitter.failures)} refused)",
+            ),
+            ("  submit->202 answer in the burst", ms(to_answer_burst)),
+            ("  every job QUEUED after", f"{all_queued:8.2f} s  ({n / all_queued:.0f} jobs/s)"),
+            ("then finished by a load generator", f"{drained_s:8.2f} s  ({n / drained_s:.0f} jobs/s)"),
+        ]
+
+
+def accepted_per_second(rows: Rows) -> float:
+    return next(float(figures.split()[0]) for label, figures in rows if label.startswith("submits accepted"))
+
+
+async def compare_telemetry(args: argparse.Namespace) -> None:
+    """The same run twice: telemetry off (no OTEL_* variables), then every span exported (100% sampling)
+    to a local OTLP/HTTP receiver; the figures side by side."""
+    off = await run(args, {"OTEL_SDK_DISABLED": "true"})
+    receiver = ReceiverProcess()
+    receiver.start()
+    try:
+        on = await run(args, traces_to(receiver.endpoint))
+    finally:
+        receiver.stop()
+    print()
+    print(f"{'':52} {'telemetry off':48} traces exported ({receiver.spans} spans received)")
+    for (label, figures_off), (_, figures_on) in zip(off, on, strict=True):
+        print(f"{label:52} {figures_off.strip():48} {figures_on.strip()}")
+    accepted_off, accepted_on = (accepted_per_second(rows) for rows in (off, on))
+    print(f"{'submits accepted, on / off':52} x{accepted_on / accepted_off:.3f}")
 
 
 def main() -> None:
@@ -418,7 +444,20 @@ def main() -> None:
     parser.add_argument(
         "--sse-callbacks", type=int, default=500, help="progress callbacks timed to SSE (50/s)"
     )
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument(
+        "--telemetry",
+        choices=("off", "compare"),
+        default="off",
+        help="compare: run twice, telemetry off and traces exported at 100%% sampling, side by side",
+    )
+    args = parser.parse_args()
+    if args.telemetry == "compare":
+        asyncio.run(compare_telemetry(args))
+        return
+    rows = asyncio.run(run(args))
+    print()
+    for label, figures in rows:
+        row(label, figures)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +30,12 @@ class BenchSetup:
     database_url: str
     platform: LaunchedPlatform | None = None
 
-    def launch(self) -> LaunchedPlatform:
-        """Start `vtp up` on this nats-server and Postgres (its log: `vtp-up.log` in the folder)."""
+    def launch(self, extra_env: Mapping[str, str] | None = None) -> LaunchedPlatform:
+        """Start `vtp up` on this nats-server and Postgres (its log: `vtp-up.log` in the folder), with
+        `extra_env` added to this process's environment."""
         env = {
             **os.environ,
+            **(extra_env or {}),
             "NATS_URL": self.nats.url,
             "NATS_MONITOR_URL": self.nats.monitor_url,
             "DATABASE_URL": self.database_url,

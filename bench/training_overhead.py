@@ -17,7 +17,8 @@ per-job overhead:
 dispatch (QUEUED) -> first epoch reported, less one epoch, next to the direct run's start -> first epoch,
 less one epoch (the imports and set-up any training pays).
 
-Run: `python bench/training_overhead.py [--epochs 20] [--frameworks yolo,timm] [--repeat 1]`
+Run: `python bench/training_overhead.py [--epochs 20] [--frameworks yolo,timm] [--repeat 1] [--telemetry]`
+(`--telemetry`: the platform, runner and trainers included, exports every span to a local OTLP receiver).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import EventWatch, bench_setup, upload_dataset
+from bench.otlp_receiver import ReceiverProcess, traces_to
 from trainers.datasets import safe_extract
 from trainers.ultralytics.data import yolo_data
 from vtp.synthetic import make_imagefolder_archive, make_yolo_detect_archive
@@ -184,8 +186,12 @@ async def run(args: argparse.Namespace) -> None:
     unknown = set(names) - TRAININGS.keys()
     if unknown:
         raise SystemExit(f"unknown frameworks {sorted(unknown)}; choose from {sorted(TRAININGS)}")
+    receiver = ReceiverProcess() if args.telemetry else None
     with bench_setup() as setup:
-        platform = setup.launch()
+        if receiver is not None:
+            receiver.start()
+            print(f"telemetry on: every span exported to {receiver.endpoint}", flush=True)
+        platform = setup.launch(traces_to(receiver.endpoint) if receiver is not None else None)
         datasets: dict[str, tuple[str, Path]] = {}
         for name in names:
             training = TRAININGS[name]
@@ -216,6 +222,9 @@ async def run(args: argparse.Namespace) -> None:
                             runs[name][1].append(timing)
                             await asyncio.sleep(SETTLE_SECONDS)
         await watch.stop()
+    if receiver is not None:
+        print(f"spans received: {receiver.spans}")
+        receiver.stop()
     medians = {
         name: (median_timing(direct), median_timing(queued)) for name, (direct, queued) in runs.items()
     }
@@ -233,6 +242,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--frameworks", default="yolo,timm", help="comma-separated: yolo, timm")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the figures are medians")
+    parser.add_argument(
+        "--telemetry", action="store_true", help="the platform exports every span to a local OTLP receiver"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -22,7 +22,7 @@ class JobEvent(Message):
     - job.queued: pool
     - job.running: (empty)
     - job.progress: epoch, epochs, metrics; resumed_from_epoch on the first progress of an attempt that
-      resumed from a checkpoint
+      resumed from a checkpoint; epoch_seconds when the trainer timed the epoch
     - job.log: level, message
     - job.artifact: name, size, sha256, storage_key
     - job.retrying: reason, retry_at, next_attempt

@@ -34,6 +34,7 @@ class ProgressReport(Report):
     resumed_from_epoch: int | None = Field(
         default=None, ge=1, description="on a resumed attempt's first progress: its checkpoint's epoch"
     )
+    epoch_seconds: float | None = Field(default=None, ge=0, description="how long the epoch took")
 
 
 class LogReport(Report):

@@ -1,7 +1,9 @@
 """A small synchronous client for the callback API (`VTP_CALLBACK_URL`), used by trainers and the runner.
 
 Transient failures (connection errors, timeouts, 429, 5xx) are retried briefly; anything else raises
-`CallbackError` at once. The token goes only to the callback URL, never to a signed storage URL.
+`CallbackError` at once. The token goes only to the callback URL, never to a signed storage URL. Every
+request carries the trace context (`traceparent`): the current span's, else the one current when the client
+was made (the trainer's span), so a callback from any thread joins the job's trace.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from contracts.callbacks import ArtifactUploadAnswer, HeartbeatAnswer
+from telemetry import tracing
 from trainers.env import TrainerEnv
 
 log = logging.getLogger(__name__)
@@ -48,20 +53,23 @@ class CallbackClient:
         self,
         callback_url: str,
         token: str,
-        traceparent: str | None = None,
         timeout: float = 30.0,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"}
-        if traceparent:
-            headers["traceparent"] = traceparent
         self._api = httpx.Client(base_url=callback_url.rstrip("/") + "/", headers=headers, timeout=timeout)
         self._storage = httpx.Client(timeout=timeout)
         self._retry_delays = retry_delays
+        self._context = otel_context.get_current()
 
     @classmethod
     def from_env(cls, env: TrainerEnv) -> CallbackClient:
-        return cls(env.callback_url, env.callback_token, env.traceparent)
+        return cls(env.callback_url, env.callback_token)
+
+    def trace_headers(self) -> dict[str, str]:
+        """`traceparent` of the current span, else of the span current when this client was made."""
+        current = trace.get_current_span().get_span_context().is_valid
+        return tracing.inject({}, None if current else self._context)
 
     def close(self) -> None:
         self._api.close()
@@ -78,11 +86,18 @@ class CallbackClient:
         return HeartbeatAnswer.model_validate(self._post("heartbeat", {}).json())
 
     def progress(
-        self, epoch: int, epochs: int, metrics: dict[str, float], resumed_from_epoch: int | None = None
+        self,
+        epoch: int,
+        epochs: int,
+        metrics: dict[str, float],
+        resumed_from_epoch: int | None = None,
+        epoch_seconds: float | None = None,
     ) -> None:
         body: dict[str, Any] = {"epoch": epoch, "epochs": epochs, "metrics": metrics}
         if resumed_from_epoch is not None:
             body["resumed_from_epoch"] = resumed_from_epoch
+        if epoch_seconds is not None:
+            body["epoch_seconds"] = round(epoch_seconds, 3)
         self._post("progress", body)
 
     def log(self, message: str, level: str = "info") -> None:
@@ -96,6 +111,10 @@ class CallbackClient:
 
     def upload_artifact(self, path: Path, name: str) -> None:
         """Ask for a signed upload URL, PUT the file there (streamed), then report it with size and sha256."""
+        with tracing.span(f"upload {name}", attributes={"vtp.artifact": name}):
+            self._upload_artifact(path, name)
+
+    def _upload_artifact(self, path: Path, name: str) -> None:
         size = path.stat().st_size
         answer = ArtifactUploadAnswer.model_validate(self._post("artifacts", {"name": name}).json())
         # Hashed as it is sent: one read of the file, not one to hash it and another to send it.
@@ -107,14 +126,21 @@ class CallbackClient:
             return self._storage.put(
                 answer.upload_url,
                 content=_read_chunks(path, sha256.update),
-                headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+                headers={
+                    "Content-Length": str(size),
+                    "Content-Type": "application/octet-stream",
+                    **self.trace_headers(),
+                },
             )
 
         self._with_retries(f"upload of {name}", put)
         self._post("artifacts/complete", {"name": name, "size": size, "sha256": sha256.hexdigest()})
 
     def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return self._with_retries(f"callback {path}", lambda: self._api.post(path, json=body))
+        headers = self.trace_headers()
+        return self._with_retries(
+            f"callback {path}", lambda: self._api.post(path, json=body, headers=headers)
+        )
 
     def _with_retries(self, what: str, send: Callable[[], httpx.Response]) -> httpx.Response:
         for attempt, delay in enumerate((*self._retry_delays, None)):

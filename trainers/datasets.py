@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from telemetry import tracing
 from trainers.validation.archive import extract_archive
 from trainers.validation.errors import UnsafeArchive, UnsupportedArchive
 from trainers.validation.layout import dataset_root
@@ -26,7 +27,8 @@ def download(url: str, dest: Path, tries: int = 4, what: str = "dataset") -> Pat
     partial = dest.with_name(dest.name + ".partial")
     for attempt in range(tries):
         try:
-            with httpx.stream("GET", url, timeout=60.0, follow_redirects=True) as response:
+            headers = tracing.inject({})  # the storage request's span (local storage) joins the trace
+            with httpx.stream("GET", url, headers=headers, timeout=60.0, follow_redirects=True) as response:
                 if response.status_code < 500:
                     response.raise_for_status()
                     with partial.open("wb") as out:

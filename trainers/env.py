@@ -52,7 +52,10 @@ class TrainerEnv(Generic[SpecT]):
         )
 
     @classmethod
-    def from_dispatch(cls, job: DispatchJob, heartbeat_interval: float) -> TrainerEnv[JobSpec]:
+    def from_dispatch(
+        cls, job: DispatchJob, heartbeat_interval: float, traceparent: str | None = None
+    ) -> TrainerEnv[JobSpec]:
+        """`traceparent`: the runner's span, which the trainer's continues."""
         return cls(
             job_id=job.job_id,
             attempt=job.attempt,
@@ -64,7 +67,7 @@ class TrainerEnv(Generic[SpecT]):
             heartbeat_interval=heartbeat_interval,
             resume_url=job.resume_url,
             weights_url=job.weights_url,
-            traceparent=job.traceparent,
+            traceparent=traceparent,
         )
 
     def to_environ(self) -> dict[str, str]:

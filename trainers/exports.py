@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from contracts.exports import ExportFormat
+from telemetry import tracing
 from trainers.callbacks import CallbackClient
 from trainers.resume import Progress
 
@@ -40,8 +41,9 @@ def export_all(
             break
         started = time.monotonic()
         try:
-            path = exporter(export_format)
-            client.upload_artifact(path, path.name)
+            with tracing.span(f"export {export_format}", attributes={"vtp.export_format": export_format}):
+                path = exporter(export_format)
+                client.upload_artifact(path, path.name)
         except Exception as exc:  # whatever the exporter raises: the job keeps its trained model
             log.exception("export to %s failed", export_format)
             failed[export_format] = f"{type(exc).__name__}: {exc}"[:REASON_CHARS]

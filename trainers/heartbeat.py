@@ -3,6 +3,7 @@ that the training loop checks between batches."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 
@@ -18,7 +19,10 @@ class Heartbeat:
         self.stop_requested = threading.Event()
         self.stop_reason: str | None = None
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        # In the context it was made in (the trainer's span): its callbacks carry that trace context.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._run,), name="heartbeat", daemon=True
+        )
 
     def start(self) -> Heartbeat:
         self._thread.start()

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
-from trainers import logs
+from telemetry import logs, tracing
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.env import TrainerEnv
 from trainers.heartbeat import Heartbeat
@@ -57,25 +58,43 @@ def run_trainer(name: str, spec_model: type[SpecT], run: Run[SpecT]) -> int:
     """A trainer process (`python -m trainers.<name>`): heartbeat from the start, `run` in a work folder of
     its own, the result reported as `done` (see `finish_attempt`); the exit status. A spec this trainer
     cannot run fails the attempt with a reason naming each bad field."""
-    logs.configure()
-    # From the environment directly: the callback URL and token are needed to report a spec refused.
-    client = CallbackClient(
-        os.environ["VTP_CALLBACK_URL"],
-        os.environ["VTP_CALLBACK_TOKEN"],
-        os.environ.get("TRACEPARENT") or None,
-    )
-    heartbeat = Heartbeat(client, float(os.environ.get("VTP_HEARTBEAT_INTERVAL", "5"))).start()
+    logs.configure("vtp-trainer")
+    tracing.configure("vtp-trainer", framework=name)
+    try:
+        # The trainer's span continues the runner's (`TRACEPARENT`); every callback carries it or a child.
+        with tracing.span(
+            "train", tracing.extract({"traceparent": os.environ.get("TRACEPARENT", "")})
+        ) as span:
+            span.set_attributes(_span_attributes(name))
+            # From the environment directly: the callback URL and token are needed to report a spec refused.
+            client = CallbackClient(os.environ["VTP_CALLBACK_URL"], os.environ["VTP_CALLBACK_TOKEN"])
+            heartbeat = Heartbeat(client, float(os.environ.get("VTP_HEARTBEAT_INTERVAL", "5"))).start()
 
-    def attempt() -> Result:
-        try:
-            env: TrainerEnv[SpecT] = TrainerEnv.from_environ(spec_model=spec_model)
-        except ValidationError as exc:
-            log.error("%s", spec_problems(exc))
-            return Result("failed", spec_problems(exc))
-        with tempfile.TemporaryDirectory(prefix=f"vtp-{name}-") as work:
-            return run(env, client, heartbeat, Path(work))
+            def attempt() -> Result:
+                try:
+                    env: TrainerEnv[SpecT] = TrainerEnv.from_environ(spec_model=spec_model)
+                except ValidationError as exc:
+                    log.error("%s", spec_problems(exc))
+                    return Result("failed", spec_problems(exc))
+                with tempfile.TemporaryDirectory(prefix=f"vtp-{name}-") as work:
+                    return run(env, client, heartbeat, Path(work))
 
-    return finish_attempt(client, heartbeat, attempt)
+            status = finish_attempt(client, heartbeat, attempt)
+            if status != 0:
+                span.set_status(StatusCode.ERROR, "the attempt failed")
+            return status
+    finally:
+        tracing.shutdown()  # a trainer lives for one attempt: its spans go out before it exits
+
+
+def _span_attributes(framework: str) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {
+        "vtp.framework": framework,
+        "vtp.job_id": os.environ.get("VTP_JOB_ID", ""),
+    }
+    if os.environ.get("VTP_ATTEMPT", "").isdigit():
+        attributes["vtp.attempt"] = int(os.environ["VTP_ATTEMPT"])
+    return attributes
 
 
 def spec_problems(exc: ValidationError) -> str:

@@ -25,11 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
+from opentelemetry.context import Context
 
 from contracts import subjects
 from messaging import nats as common_nats
 from messaging.credentials import NatsCredentials
-from trainers import isolation, jsz, logs
+from telemetry import logs, metrics, tracing
+from trainers import isolation, jsz
 from trainers.lifetime import dies_with_parent
 from trainers.runner import RUNNER_VARIABLES, passed_to_trainer
 
@@ -40,7 +42,7 @@ log = logging.getLogger("trainers.pool")
 TRAINER_UID_BASE = 65000
 POOL_VARIABLES = (
     "NATS_URL", "NATS_MONITOR_URL", "VTP_POOL", "VTP_TRAINER_UID_BASE", isolation.CREDENTIALS,
-    "NATS_USER", "NATS_PASSWORD",
+    "NATS_USER", "NATS_PASSWORD", "VTP_METRICS_PORT", "VTP_METRICS_HOST",
 )  # fmt: skip
 
 
@@ -54,6 +56,9 @@ class PoolSettings:
     stop_timeout: float = 30.0
     credentials: NatsCredentials | None = None
     trainer_uid_base: int = TRAINER_UID_BASE
+    # `/metrics`, `/healthz` and `/readyz` (telemetry/metrics.py); None: not served.
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
 
     @classmethod
     def from_environ(cls) -> PoolSettings:
@@ -67,6 +72,8 @@ class PoolSettings:
             stop_timeout=float(env.get("VTP_POOL_STOP_TIMEOUT", "30")),
             credentials=isolation.read_credentials(env),
             trainer_uid_base=int(env.get("VTP_TRAINER_UID_BASE", str(TRAINER_UID_BASE))),
+            metrics_port=int(env["VTP_METRICS_PORT"]) if env.get("VTP_METRICS_PORT") else None,
+            metrics_host=env.get("VTP_METRICS_HOST", "0.0.0.0"),
         )
 
 
@@ -81,7 +88,8 @@ def pool_environ(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _runner_reads(name: str) -> bool:
-    return name in RUNNER_VARIABLES or passed_to_trainer(name)
+    # OTEL_*: the runner's own export (its headers included, which its trainer does not get).
+    return name in RUNNER_VARIABLES or name.startswith("OTEL_") or passed_to_trainer(name)
 
 
 def runners_to_start(lag: int, running: int, concurrency: int) -> int:
@@ -107,12 +115,16 @@ class Pool:
         self.runners: list[subprocess.Popen[bytes]] = []
         self.slots: dict[int, int] = {}  # runner pid -> its slot (which trainer uid it uses)
         self.stopping = threading.Event()
+        self.health = metrics.Health()
+        self._runners_gauge = metrics.POOL_RUNNERS.labels(pool=settings.pool)
 
     def runner_environ(self, slot: int = 0, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """What a runner reads, and its trainer's settings; its NATS credentials come on its stdin."""
         parent = os.environ if environ is None else environ
         env = {name: value for name, value in parent.items() if _runner_reads(name)}
         env.update({"NATS_URL": self.settings.nats_url, "VTP_POOL": self.settings.pool})
+        if traceparent := tracing.traceparent():  # the pool's span that starts it, when tracing is on
+            env["TRACEPARENT"] = traceparent
         if isolation.credentials_text(self._credentials()):
             env[isolation.CREDENTIALS] = isolation.STDIN
         if os.geteuid() == 0 and "VTP_TRAINER_USER" not in env:
@@ -147,6 +159,7 @@ class Pool:
             log.info("runner %d exited with %d", runner.pid, runner.returncode)
             self.runners.remove(runner)
             self.slots.pop(runner.pid, None)
+        self._runners_gauge.set(len(self.runners))
 
     def poll_once(self, client: httpx.Client) -> int:
         """One scaling step; returns how many runners it started."""
@@ -160,22 +173,36 @@ class Pool:
             )
         except (httpx.HTTPError, jsz.ConsumerNotFound, ValueError) as exc:
             log.warning("reading the lag of pool %s failed: %s", self.settings.pool, exc)
+            self.health.set_down("nats monitoring", str(exc)[:200])
             return 0
+        self.health.set_down("nats monitoring", None)
         count = runners_to_start(lag, len(self.runners), self.settings.concurrency)
         for _ in range(count):
-            runner = self.start_runner()
+            # A trace of its own (the pool cannot know which job the runner will take): the runner's span
+            # links to it.
+            attributes = {"vtp.pool": self.settings.pool, "vtp.lag": lag}
+            with tracing.span("start runner", Context(), attributes=attributes) as span:
+                runner = self.start_runner()
+                span.set_attribute("vtp.runner_pid", runner.pid)
             log.info("lag %d: started runner %d", lag, runner.pid)
             self.runners.append(runner)
+        self._runners_gauge.set(len(self.runners))
         return count
 
     def serve(self) -> None:
+        server = None
+        if self.settings.metrics_port is not None:
+            server = metrics.serve(self.settings.metrics_port, self.health, self.settings.metrics_host)
         asyncio.run(_prepare(self.settings))
         log.info("pool %s: concurrency %d", self.settings.pool, self.settings.concurrency)
         with httpx.Client() as client:
             while not self.stopping.is_set():
+                self.health.beat()
                 self.poll_once(client)
                 self.stopping.wait(self.settings.poll_interval)
         self.stop_runners()
+        if server is not None:
+            server.shutdown()
 
     def stop_runners(self) -> None:
         for runner in self.runners:
@@ -195,7 +222,8 @@ class Pool:
 
 def main() -> None:
     isolation.not_dumpable()
-    logs.configure()
+    logs.configure("vtp-pool")
+    tracing.configure("vtp-pool", pool=os.environ.get("VTP_POOL", "local"))
     pool = Pool(PoolSettings.from_environ())
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: pool.stopping.set())

@@ -6,6 +6,7 @@ point, or raises `NotResumable`."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import time
@@ -70,9 +71,15 @@ class Progress:
     def from_weights(self, reference: str) -> None:
         self.tell("info", f"starting from weights {reference}")
 
-    def __call__(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+    def __call__(
+        self, epoch: int, epochs: int, metrics: dict[str, float], seconds: float | None = None
+    ) -> None:
+        """Epoch `epoch` of `epochs` finished (in `seconds`, its checkpoint's writing included)."""
         log.info("epoch %d/%d %s", epoch, epochs, metrics)
-        self._send(self._client.progress, epoch, epochs, metrics, resumed_from_epoch=self._resumed_from)
+        resumed = self._resumed_from
+        self._send(
+            self._client.progress, epoch, epochs, metrics, resumed_from_epoch=resumed, epoch_seconds=seconds
+        )
         self._resumed_from = None
 
     def checkpoint(self, write: Callable[[], Path]) -> None:
@@ -103,7 +110,8 @@ class Progress:
         self._client.log(message, level)
 
     def _send(self, call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-        self._sent.append(self._sender.submit(call, *args, **kwargs))
+        # In the caller's context (its epoch's span): the report and the upload belong to that epoch.
+        self._sent.append(self._sender.submit(contextvars.copy_context().run, call, *args, **kwargs))
 
     def _upload(self, path: Path, started: float) -> None:
         try:

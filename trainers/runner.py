@@ -50,13 +50,15 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsMessage
 from faststream.nats.subscriber import PullStreamSubscriber
 from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
 
 from contracts import subjects
 from contracts.dispatch import DispatchJob
 from messaging.broker import make_broker, pull_inbox
 from messaging.credentials import NatsCredentials
-from trainers import isolation, logs
+from telemetry import logs, tracing
+from trainers import isolation
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.env import TrainerEnv
 from trainers.lifetime import dies_with_parent
@@ -72,8 +74,10 @@ NAK_DELAY = 10.0
 PASSTHROUGH = ("PATH", "HOME", "LANG", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
 PASSTHROUGH_PREFIXES = (
     "LC_", "CUDA_", "NVIDIA_", "HF_", "TORCH_", "OMP_", "MKL_", "YOLO_", "VTP_LOG_", "VTP_CHECKPOINT_",
+    "OTEL_",
 )  # fmt: skip
-SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET", "KEY", "CREDENTIAL", "AUTH")
+# HEADERS: `OTEL_EXPORTER_OTLP_HEADERS` may hold a collector's credentials (the runner gets them, no trainer).
+SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET", "KEY", "CREDENTIAL", "AUTH", "HEADERS")
 # What a runner reads besides the trainer's variables: all the local pool hands it (trainers/pool.py).
 RUNNER_VARIABLES = (
     "NATS_URL", "VTP_POOL", "VTP_HEARTBEAT_INTERVAL", "VTP_RUNNER_FETCH_TIMEOUT", "VTP_TRAINER_USER",
@@ -161,7 +165,25 @@ async def settle(msg: NatsMessage, settings: RunnerSettings) -> int:
 
 
 async def run_job(msg: NatsMessage, job: DispatchJob, settings: RunnerSettings) -> int:
-    env = TrainerEnv.from_dispatch(job, settings.heartbeat_interval)
+    """The attempt's span continues the dispatch's (its message's `traceparent`), linked to the pool's span
+    that started this runner; the trainer continues it (`TRACEPARENT`)."""
+    attributes = {
+        "vtp.job_id": job.job_id,
+        "vtp.attempt": job.attempt,
+        "vtp.pool": job.pool,
+        "vtp.framework": job.spec.framework,
+    }
+    parent = tracing.continue_job(tracing.extract(msg.headers), job.trace_id)
+    started_by = tracing.link_to(tracing.extract({"traceparent": os.environ.get("TRACEPARENT", "")}))
+    with tracing.span("run attempt", parent, SpanKind.CONSUMER, attributes, started_by) as span:
+        status = await _run_job(msg, job, settings)
+        if status != 0:
+            span.set_status(StatusCode.ERROR, "the attempt did not run to its end")
+        return status
+
+
+async def _run_job(msg: NatsMessage, job: DispatchJob, settings: RunnerSettings) -> int:
+    env = TrainerEnv.from_dispatch(job, settings.heartbeat_interval, tracing.traceparent())
     client = CallbackClient.from_env(env)
     try:
         try:
@@ -315,8 +337,12 @@ async def run(settings: RunnerSettings) -> int:
 
 def main() -> int:
     isolation.not_dumpable()
-    logs.configure()
-    return asyncio.run(run(RunnerSettings.from_environ()))
+    logs.configure("vtp-runner")
+    tracing.configure("vtp-runner", pool=os.environ.get("VTP_POOL", "local"))
+    try:
+        return asyncio.run(run(RunnerSettings.from_environ()))
+    finally:
+        tracing.shutdown()  # a runner lives for one job: its spans go out before it exits
 
 
 if __name__ == "__main__":

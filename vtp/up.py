@@ -30,6 +30,7 @@ from urllib.parse import unquote
 import httpx
 
 from messaging import permissions as nats_permissions
+from vtp import prometheus
 from vtp.client import CLIENT_ENV, CliError, read_env_file, write_env_file
 from vtp.embedded import ownership
 from vtp.embedded.nats_server import write_config
@@ -263,14 +264,23 @@ def child_environment(
     return env
 
 
-def service_children(data_dir: Path, env: Mapping[str, str], infra: Infrastructure, pool: str) -> list[Child]:
+def service_children(
+    data_dir: Path, env: Mapping[str, str], infra: Infrastructure, pool: str, ports: Mapping[str, int]
+) -> list[Child]:
+    """The four parts; `ports`: where each serves its metrics (the scheduler and the pool on a port of
+    their own, `VTP_METRICS_PORT`)."""
     return [
         Child(
             part,
             data_dir / "logs" / f"{part}.log",
-            env=pool_environment(data_dir, env, infra, pool)
-            if part == "pool"
-            else {**env, **infra.nats_environ(part, pool)},
+            env={
+                **(
+                    pool_environment(data_dir, env, infra, pool)
+                    if part == "pool"
+                    else {**env, **infra.nats_environ(part, pool)}
+                ),
+                **_metrics_environ(part, ports),
+            },
             # The data dir on its command line: which platform it belongs to, in `ps` and for the next
             # `vtp up` after a crash (vtp/embedded/ownership.py); its settings come from the environment.
             argv=[sys.executable, "-m", "vtp.cli", "--data-dir", str(data_dir), "serve", part],
@@ -278,6 +288,12 @@ def service_children(data_dir: Path, env: Mapping[str, str], infra: Infrastructu
         )
         for part in PARTS
     ]
+
+
+def _metrics_environ(part: str, ports: Mapping[str, int]) -> dict[str, str]:
+    if part not in ("scheduler", "pool"):
+        return {}
+    return {"VTP_METRICS_PORT": str(ports[part]), "VTP_METRICS_HOST": "127.0.0.1"}
 
 
 def pool_environment(
@@ -348,12 +364,30 @@ def events_port_of(data_dir: Path, environ: dict[str, str]) -> int:
     chosen anew on a restart would leave every job queued before it calling a service that is not there."""
     if explicit := environ.get("VTP_EVENTS_PORT"):
         return int(explicit)
-    remembered = data_dir / "events.port"
+    return kept_port(data_dir / "events.port")
+
+
+def kept_port(remembered: Path, must_be_free: bool = False) -> int:
+    """The port kept in `remembered`, else (or, with `must_be_free`, when another process holds it) one
+    chosen free now and kept there."""
     with contextlib.suppress(FileNotFoundError, ValueError):
-        return int(remembered.read_text())
+        port = int(remembered.read_text())
+        if not must_be_free or port_is_free(port):
+            return port
     chosen = free_port()
     remembered.write_text(f"{chosen}\n")
     return chosen
+
+
+def metrics_ports(data_dir: Path, api_port: int, events_port: int) -> dict[str, int]:
+    """Where each part serves `/metrics`: the api and events on their own ports; the scheduler and the pool
+    on ports of their own, kept per data dir (so Prometheus sees the same instances after a restart)."""
+    return {
+        "api": api_port,
+        "scheduler": kept_port(data_dir / "scheduler-metrics.port", must_be_free=True),
+        "events": events_port,
+        "pool": kept_port(data_dir / "pool-metrics.port", must_be_free=True),
+    }
 
 
 def _run(data_dir: Path, port: int, environ: dict[str, str]) -> int:
@@ -386,7 +420,9 @@ def _run(data_dir: Path, port: int, environ: dict[str, str]) -> int:
         env = child_environment(environ, data_dir, infra, keys, port, events_port)
         if stop.is_set():
             return 0
-        children = service_children(data_dir, env, infra, pool_of(environ))
+        ports = metrics_ports(data_dir, port, events_port)
+        prometheus_config = prometheus.write_config(data_dir, ports)
+        children = service_children(data_dir, env, infra, pool_of(environ), ports)
         for child in children:
             child.start()
         supervised = [*infra.children, *children]
@@ -398,6 +434,7 @@ def _run(data_dir: Path, port: int, environ: dict[str, str]) -> int:
             return 1
         say(f"platform is up: API {api_url}")
         say(f"client config: {client_env} (logs: {logs}); Ctrl-C stops")
+        say(f"metrics: prometheus --config.file={prometheus_config}")
         while not stop.wait(0.5):
             supervise_once(supervised)
         return 0

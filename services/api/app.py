@@ -29,11 +29,12 @@ from services.api.settings import ApiSettings
 from services.api.submit_shortcut import SubmitShortcut
 from services.api.submits import SubmitWriter
 from services.api.upload_sweeper import UploadSweeper
-from services.common import http_errors
+from services.common import http_errors, metrics_route
 from services.common.db import make_engine, make_sessionmaker
 from services.common.http_guard import BodyLimit, Headers, Limits, RequestGuard
 from services.common.startup import tune_garbage_collector
 from services.common.storage import Storage, make_storage
+from telemetry import logs, tracing
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +143,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         RequestGuard, protected=_protected, authenticate=authenticate, body_limit=_body_limit(limits)
     )
     http_errors.install(app)
+    tracing.instrument_fastapi(app)  # only when tracing is on
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
     app.include_router(events.router)
+    app.include_router(metrics_route.router)
     return app
 
 
@@ -156,9 +159,8 @@ SHUTDOWN_GRACE_SECONDS = 3
 def main() -> None:
     """Run the api from the environment (`VTP_API_HOST`, `VTP_API_PORT`, `NATS_URL`, `DATABASE_URL`, ...)."""
     settings = ApiSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure("vtp-api", settings.log_level)
+    tracing.configure("vtp-api")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -168,6 +170,7 @@ def main() -> None:
         log_level=settings.log_level.lower(),
         access_log=settings.access_log,
         proxy_headers=True,
+        log_config=None,  # uvicorn's records go through telemetry.logs like every other
         # SSE streams never end by themselves: on shutdown, give them a moment, then close them. Clients
         # reconnect with Last-Event-ID and miss nothing.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,

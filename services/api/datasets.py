@@ -30,10 +30,11 @@ from contracts.jobs import EventType
 from contracts.validation import DatasetValidationSpec, ValidationLimits, ValidationMetrics
 from services.api import archives, repository
 from services.api.errors import BadRequest, Conflict, InvalidField, NotFound, PayloadTooLarge
-from services.api.messaging import CommandPublisher, new_trace_id
+from services.api.messaging import CommandPublisher
 from services.api.models import Dataset, DatasetStatus
 from services.common import storage as storage_keys
 from services.common.storage import ObjectNotFound, ObjectTooLarge, Storage
+from telemetry import tracing
 
 DATASET_FORMATS: tuple[str, ...] = get_args(DatasetFormat)
 # Names are also references (`name`, `name:version`) and URL path segments: no `:`, `/` or spaces.
@@ -238,10 +239,12 @@ async def _start_validation(intake: Intake, dataset: Dataset, now: datetime) -> 
         dataset=dataset_ref(dataset),
         pool=intake.validation_pool,
         max_attempts=VALIDATION_MAX_ATTEMPTS,
-        trace_id=new_trace_id(),
+        trace_id=tracing.new_trace_id(),
         submitted_at=now,
     )
-    [refusal] = await intake.publisher.submit_many([command])
+    attributes = {"vtp.job_id": command.job_id, "vtp.dataset_id": dataset.id}
+    with tracing.job_root("publish submit", command.trace_id, attributes):
+        [refusal] = await intake.publisher.submit_many([command])
     if refusal is not None:
         raise refusal
 

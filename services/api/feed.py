@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from contracts import subjects
 from contracts.events import JobEvent
+from telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +128,11 @@ class EventFeed:
         assert key is not None
         listener = Listener()
         index.setdefault(key, set()).add(listener)
+        metrics.SSE_CLIENTS.inc()
         try:
             yield listener
         finally:
+            metrics.SSE_CLIENTS.dec()
             listeners = index.get(key)
             if listeners is not None:
                 listeners.discard(listener)

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Sequence
 from typing import Protocol
 
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
 from contracts import subjects
 from contracts.commands import CancelJob, SubmitJob
 from services.api.errors import Unavailable
+from telemetry import tracing
 
 PUBLISH_TIMEOUT = 5.0
-
-
-def new_trace_id() -> str:
-    """A W3C trace id: 32 lowercase hex digits, not all zero."""
-    while (trace_id := secrets.token_hex(16)) == "0" * 32:
-        pass
-    return trace_id
-
-
-def traceparent(trace_id: str) -> str:
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
 
 
 class CommandPublisher(Protocol):
@@ -62,15 +52,24 @@ class NatsCommandPublisher:
         return [_refusal(ack) for ack in acks]
 
     async def cancel(self, command: CancelJob) -> None:
-        await self._publish(subjects.CANCEL_JOB, command, f"{command.job_id}:cancel", command.trace_id)
+        # In the job's trace (under its first span), linked to the request that asked: a trace of its own.
+        with tracing.span(
+            "publish cancel",
+            tracing.job_context(command.trace_id),
+            SpanKind.PRODUCER,
+            {"vtp.job_id": command.job_id},
+            tracing.link_to(),
+        ):
+            headers = {"Nats-Msg-Id": f"{command.job_id}:cancel"}
+            await self._publish(subjects.CANCEL_JOB, command, tracing.inject(headers))
 
-    async def _publish(self, subject: str, command: BaseModel, msg_id: str, trace_id: str) -> None:
+    async def _publish(self, subject: str, command: BaseModel, headers: dict[str, str]) -> None:
         try:
             await self._js.publish(
                 subject,
                 command.model_dump_json().encode(),
                 stream=subjects.COMMANDS_STREAM,
-                headers=_headers(msg_id, trace_id),
+                headers=headers,
                 timeout=PUBLISH_TIMEOUT,
             )
         except nats.errors.MaxPayloadError:
@@ -80,7 +79,13 @@ class NatsCommandPublisher:
 
 
 def _headers(msg_id: str, trace_id: str) -> dict[str, str]:
-    return {"Nats-Msg-Id": msg_id, "traceparent": traceparent(trace_id)}
+    headers = {"Nats-Msg-Id": msg_id}
+    # The job's first span (`tracing.job_root`, around the submit's wait) has the span id derived from the
+    # trace id: the context is the same whichever task publishes the batch. With tracing off the scheduler
+    # continues from the trace id in the command, to the same ids: no header, sparing each submit ~7 us.
+    if tracing.enabled():
+        tracing.inject(headers, tracing.job_context(trace_id))
+    return headers
 
 
 def _unavailable(why: str) -> Unavailable:

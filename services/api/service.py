@@ -26,11 +26,12 @@ from services.api import datasets, repository, weights
 from services.api.cache import TtlCache
 from services.api.errors import Conflict, InvalidField, NotFound, Unauthorized
 from services.api.keys import hash_key
-from services.api.messaging import CommandPublisher, new_trace_id
+from services.api.messaging import CommandPublisher
 from services.api.models import Artifact, Job
 from services.api.schemas import JobCreate
 from services.api.submits import SubmitWriter
 from services.common import storage as storage_keys
+from telemetry import metrics, tracing
 
 # Each api process remembers a key's project this long, so revoking a key takes effect within it.
 KEY_CACHE_SECONDS = 30.0
@@ -145,7 +146,7 @@ async def submit_job(
         if existing is not None:
             return Submitted(existing, created=False)
     else:
-        job_id, trace_id = uuid.uuid4().hex, new_trace_id()
+        job_id, trace_id = uuid.uuid4().hex, tracing.new_trace_id()
     dataset = await _dataset_ref(engine, submitting.lookups, project_id, request.dataset)
     spec = request.spec_for(dataset)
     if request.weights is not None:
@@ -185,13 +186,16 @@ async def submit_job(
         submitted_at=now,
         idempotency_key=idempotency_key,
     )
-    if not await submitting.writer.submit(values, command):
+    with tracing.job_root("publish submit", trace_id, {"vtp.job_id": job_id, "vtp.pool": request.pool}):
+        created = await submitting.writer.submit(values, command)
+    if not created:
         # Only a keyed submit can conflict (its key, or its derived id), and that row is committed by then.
         assert idempotency_key is not None
         existing = await _job_with_idempotency_key(engine, project_id, idempotency_key, job_id)
         if existing is None:  # pragma: no cover
             raise Conflict("a concurrent request with the same Idempotency-Key is in progress")
         return Submitted(existing, created=False)
+    metrics.JOBS_SUBMITTED.labels(framework=spec.framework, pool=request.pool).inc()
     # The row is exactly what was inserted: answer from the values rather than read it back.
     return Submitted(values, created=True)
 

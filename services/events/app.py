@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from messaging import nats as common_nats
 from messaging.broker import make_broker
-from services.common import http_errors, http_health, storage, tokens
+from services.common import http_errors, http_health, metrics_route, storage, tokens
 from services.common.db import make_engine
 from services.common.http_guard import BodyLimit, Headers, Limits, RequestGuard
 from services.common.http_health import READINESS_RESPONSES
@@ -24,6 +24,7 @@ from services.events.routes import callbacks
 from services.events.routes import storage as storage_routes
 from services.events.service import CallbackService, StorageService, verify_token
 from services.events.settings import EventsSettings
+from telemetry import logs, metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,9 @@ def create_app(settings: EventsSettings) -> FastAPI:
     app.add_middleware(
         RequestGuard, protected=_protected, authenticate=_authenticate, body_limit=_body_limit(limits)
     )
-    if settings.access_log:
-        app.add_middleware(PathOnlyAccessLog)
+    app.add_middleware(NotedAnswers, access_log=settings.access_log)
     http_errors.install(app)
+    tracing.instrument_fastapi(app)  # only when tracing is on
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -117,15 +118,33 @@ def create_app(settings: EventsSettings) -> FastAPI:
 
     app.include_router(callbacks.router)
     app.include_router(storage_routes.router)
+    app.include_router(metrics_route.router)
     return app
 
 
-class PathOnlyAccessLog:
-    """One log line per request with the path only: the query string holds storage signatures, which are
-    never logged. Plain ASGI (not `@app.middleware`), which would cost every callback a task and a stream."""
+# The callback kinds counted by name in `vtp_callbacks_total`; any other path under /v1/callbacks/ is
+# "other" (a label per path an attacker makes up would grow the metric without end).
+CALLBACK_PREFIX = "/v1/callbacks/"
+CALLBACK_KINDS = frozenset(route.path.removeprefix(CALLBACK_PREFIX) for route in callbacks.router.routes)
 
-    def __init__(self, app: ASGIApp) -> None:
+
+def callback_kind(path: str) -> str | None:
+    """The callback kind of a request path (`heartbeat`, `artifacts/complete`, …), None for other paths."""
+    if not path.startswith(CALLBACK_PREFIX):
+        return None
+    kind = path.removeprefix(CALLBACK_PREFIX)
+    return kind if kind in CALLBACK_KINDS else "other"
+
+
+class NotedAnswers:
+    """Every answer's status, noted once: counted per callback kind (`vtp_callbacks_total`, refusals of the
+    guard included) and, with `access_log`, one log line with the path only: the query string holds
+    storage signatures, which are never logged. Plain ASGI (not `@app.middleware`), which would cost every
+    callback a task and a stream."""
+
+    def __init__(self, app: ASGIApp, access_log: bool) -> None:
         self.app = app
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,12 +161,17 @@ class PathOnlyAccessLog:
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
-            log.info("%s %s %s", scope["method"], scope["path"], status)
+            kind = callback_kind(scope["path"])
+            if kind is not None:
+                metrics.CALLBACKS.labels(kind=kind, code=str(status)).inc()
+            if self.access_log:
+                log.info("%s %s %s", scope["method"], scope["path"], status)
 
 
 def main() -> None:
     settings = EventsSettings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure("vtp-events", settings.log_level)
+    tracing.configure("vtp-events")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -156,6 +180,7 @@ def main() -> None:
         http="httptools",
         access_log=False,  # it would log signed-URL query strings
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's records go through telemetry.logs like every other
     )
 
 

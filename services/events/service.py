@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import nats.errors
 from nats.js import JetStreamContext
+from opentelemetry.context import Context
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,24 +43,11 @@ from services.common import storage, tokens
 from services.common.tokens import CallbackClaims
 from services.events import errors, repository
 from services.events.repository import JobStatusRow
+from telemetry import tracing
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True)
-class Trace:
-    """W3C trace context a trainer sent along (`traceparent` header), carried into the report."""
-
-    traceparent: str | None = None
-
-    @property
-    def trace_id(self) -> str | None:
-        parts = (self.traceparent or "").split("-")
-        if len(parts) == 4 and len(parts[1]) == 32:
-            return parts[1]
-        return None
 
 
 def utcnow() -> datetime:
@@ -123,7 +110,7 @@ class CallbackService:
         self._artifact_url_ttl = artifact_url_ttl
         self._clock = clock
 
-    async def heartbeat(self, claims: CallbackClaims, trace: Trace) -> HeartbeatAnswer:
+    async def heartbeat(self, claims: CallbackClaims, trace: Context) -> HeartbeatAnswer:
         await self._publish(HeartbeatReport(**self._base(claims, self._clock(), trace)), trace)
         try:
             async with self._status_reader.connect() as conn:
@@ -153,7 +140,7 @@ class CallbackService:
                 {"job_id": claims.job_id, "attempt": claims.attempt, "current_attempt": status.attempt},
             )
 
-    async def progress(self, claims: CallbackClaims, body: ProgressCallback, trace: Trace) -> None:
+    async def progress(self, claims: CallbackClaims, body: ProgressCallback, trace: Context) -> None:
         await self._fence(claims, strict=False)
         report = ProgressReport(
             **self._base(claims, self._clock(), trace),
@@ -161,10 +148,11 @@ class CallbackService:
             epochs=body.epochs,
             metrics=body.metrics,
             resumed_from_epoch=body.resumed_from_epoch,
+            epoch_seconds=body.epoch_seconds,
         )
         await self._publish(report, trace)
 
-    async def log(self, claims: CallbackClaims, body: LogCallback, trace: Trace) -> None:
+    async def log(self, claims: CallbackClaims, body: LogCallback, trace: Context) -> None:
         await self._fence(claims, strict=False)
         report = LogReport(**self._base(claims, self._clock(), trace), level=body.level, message=body.message)
         await self._publish(report, trace)
@@ -179,7 +167,7 @@ class CallbackService:
         return ArtifactUploadAnswer(upload_url=url, expires_at=expires_at.isoformat())
 
     async def complete_artifact(
-        self, claims: CallbackClaims, body: ArtifactCompleteCallback, trace: Trace
+        self, claims: CallbackClaims, body: ArtifactCompleteCallback, trace: Context
     ) -> None:
         time = self._clock()
         staged = staging_key(claims.job_id, claims.attempt, body.name)
@@ -216,7 +204,7 @@ class CallbackService:
                 f"artifact {body.name!r} has {info.size} bytes in storage, the callback says {body.size}"
             )
 
-    async def done(self, claims: CallbackClaims, body: DoneCallback, trace: Trace) -> None:
+    async def done(self, claims: CallbackClaims, body: DoneCallback, trace: Context) -> None:
         await self._fence(claims, strict=False)
         report = DoneReport(
             **self._base(claims, self._clock(), trace),
@@ -229,8 +217,13 @@ class CallbackService:
         await self._publish(report, trace, msg_id=f"{claims.job_id}:{claims.attempt}:done")
 
     @staticmethod
-    def _base(claims: CallbackClaims, time: datetime, trace: Trace) -> dict[str, object]:
-        return {"job_id": claims.job_id, "attempt": claims.attempt, "time": time, "trace_id": trace.trace_id}
+    def _base(claims: CallbackClaims, time: datetime, trace: Context) -> dict[str, object]:
+        return {
+            "job_id": claims.job_id,
+            "attempt": claims.attempt,
+            "time": time,
+            "trace_id": tracing.trace_id_of(trace),
+        }
 
     @staticmethod
     def _artifact_key(claims: CallbackClaims, name: str) -> str:
@@ -239,12 +232,12 @@ class CallbackService:
         except storage.InvalidKey as exc:
             raise errors.InvalidKey(str(exc)) from None
 
-    async def _publish(self, report: Report, trace: Trace, msg_id: str | None = None) -> None:
+    async def _publish(self, report: Report, trace: Context, msg_id: str | None = None) -> None:
         headers: dict[str, str] = {}
         if msg_id:
             headers["Nats-Msg-Id"] = msg_id
-        if trace.traceparent:
-            headers["traceparent"] = trace.traceparent
+        if tracing.enabled():  # the report joins the trace of the callback it records
+            tracing.inject(headers, trace)
         subject = subjects.report_subject(report.job_id, report.kind)  # type: ignore[attr-defined]
         try:
             await self._js.publish(

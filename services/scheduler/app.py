@@ -18,14 +18,18 @@ from messaging.nats import ensure_streams
 from messaging.subscribers import BatchSubscription, ensure_push_consumer
 from services.common.startup import tune_garbage_collector
 from services.common.storage import make_storage
-from services.scheduler import logs
+from services.scheduler import repository
 from services.scheduler.handlers import Handler, Parser, parse_command, parse_report
 from services.scheduler.publisher import Publisher
 from services.scheduler.service import SchedulerService
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.ticker import run_ticker
+from telemetry import logs, metrics, tracing
 
 log = logging.getLogger(__name__)
+
+# How often readiness (NATS, Postgres) and the pools' queue depths are read.
+WATCH_INTERVAL = 5.0
 
 
 def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
@@ -46,6 +50,11 @@ class SchedulerApp:
         self._subscriptions: list[BatchSubscription] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self.health = metrics.Health()
+        for dependency in ("nats", "postgres"):  # until the first check sees them answer
+            self.health.set_down(dependency, "not checked yet")
+        self._metrics_server: metrics.ThreadingWSGIServer | None = None
+        self._depths = metrics.PoolDepths()
 
     @property
     def nc(self) -> NATS:
@@ -54,6 +63,10 @@ class SchedulerApp:
 
     async def start(self) -> None:
         settings = self.settings
+        # Beating from the start: a start-up slowed by NATS or Postgres is not a stalled process.
+        self._tasks.append(asyncio.create_task(self.health.beat_forever(), name="health"))
+        if settings.metrics_port is not None:
+            self._metrics_server = metrics.serve(settings.metrics_port, self.health, settings.metrics_host)
         private_key_pem = settings.callback_private_key_file.read_text()
         self.engine = make_engine(settings.database_url, settings.db_pool_size)
         self.broker = make_broker(settings.nats_url, "vtp-scheduler", apply_types=False, logger=None)
@@ -93,15 +106,37 @@ class SchedulerApp:
                 run_ticker(self.engine, self.service, settings.tick_interval, self._stopping), name="ticker"
             )
         )
+        self._tasks.append(asyncio.create_task(self._watch(), name="watch"))
         tune_garbage_collector()
         log.info("scheduler started")
+
+    async def _watch(self) -> None:
+        """Every few seconds: whether NATS and Postgres answer (readiness), and each pool's queue depth."""
+        assert self.engine is not None
+        while not self._stopping.is_set():
+            self.health.set_down("nats", None if self.nc.is_connected else "not connected")
+            try:
+                async with asyncio.timeout(WATCH_INTERVAL), self.engine.connect() as conn:
+                    self._depths.update(await repository.queued_per_pool(conn))
+                self.health.set_down("postgres", None)
+            except Exception as exc:
+                self.health.set_down("postgres", f"{type(exc).__name__}: {exc}"[:200])
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=WATCH_INTERVAL)
+            except TimeoutError:
+                pass
 
     async def stop(self) -> None:
         self._stopping.set()
         for subscription in self._subscriptions:
             await subscription.stop()
+        for task in self._tasks:
+            if task.get_name() == "health":
+                task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
         if self.broker is not None:
             await self.broker.stop()
         if self.engine is not None:
@@ -124,7 +159,8 @@ async def run(settings: SchedulerSettings) -> None:
 
 def main() -> None:
     settings = SchedulerSettings()
-    logs.configure(settings.log_level)
+    logs.configure("vtp-scheduler", settings.log_level)
+    tracing.configure("vtp-scheduler")
     # uvloop (as the api and events services run under uvicorn): its socket I/O costs a fraction of
     # asyncio's, which the scheduler feels on every publish and ack.
     uvloop.run(run(settings))

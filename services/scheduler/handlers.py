@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from contracts import subjects
 from contracts.commands import CancelJob, SubmitJob
 from contracts.reports import REPORT_KINDS
+from services.scheduler import traced
 from services.scheduler.core import Input
 from services.scheduler.errors import UnreadableMessage
 from services.scheduler.service import Delivery, SchedulerService
@@ -75,7 +76,8 @@ class Handler:
             except UnreadableMessage as exc:
                 await self._give_up(msg, source, f"unreadable message: {exc}")
                 continue
-            readable.append((msg, Delivery(command, meta.num_delivered, source)))
+            context = traced.message_context(msg.headers)
+            readable.append((msg, Delivery(command, meta.num_delivered, source, context)))
         if not readable:
             return
         try:

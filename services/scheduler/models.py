@@ -51,6 +51,9 @@ class JobRow(Base):
     trace_id: Mapped[str] = mapped_column(String(64))
     heartbeat_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the job entered its state (the time of the input that moved it): what queue and run times
+    # are measured from.
+    state_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -62,6 +65,7 @@ class JobRow(Base):
             postgresql_where=text("heartbeat_deadline IS NOT NULL"),
         ),
         Index("ix_scheduler_jobs_retry_at", "retry_at", postgresql_where=text("retry_at IS NOT NULL")),
+        Index("ix_scheduler_jobs_queued_pool", "pool", postgresql_where=text("state = 'QUEUED'")),
     )
 
 

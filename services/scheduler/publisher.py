@@ -9,13 +9,13 @@ the same message again after a crash stores nothing twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 
 from contracts import subjects
 from contracts.dispatch import RESUME_CHECKPOINT, DispatchJob
@@ -25,18 +25,10 @@ from messaging.nats import ensure_pool_consumer
 from services.common import tokens
 from services.common.storage import Storage, artifact_key, weights_key
 from services.scheduler.core import Decision, Dispatch, Job
+from telemetry import tracing
 
 PUBLISH_TIMEOUT_SECONDS = 5.0
 MSG_ID_HEADER = "Nats-Msg-Id"
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def traceparent(trace_id: str, job_id: str, attempt: int) -> str | None:
-    """A W3C traceparent for the attempt (span id derived from job and attempt, so it is stable)."""
-    if not _TRACE_ID.match(trace_id):
-        return None
-    span_id = hashlib.sha256(f"{job_id}:{attempt}".encode()).hexdigest()[:16]
-    return f"00-{trace_id}-{span_id}-01"
 
 
 @dataclass(frozen=True)
@@ -72,11 +64,16 @@ class Publisher:
         self._token_ttl = token_ttl
         self._pools: set[str] = set()
 
-    async def render(self, decisions: Sequence[Decision]) -> list[Outgoing]:
+    async def render(
+        self, decisions: Sequence[Decision], contexts: Sequence[Context | None] | None = None
+    ) -> list[Outgoing]:
         """Each decision's events in version order, then its dispatches (a dispatch's pool consumer is made
-        sure of first: KEDA and the local pool watch it, so it must exist before its first message)."""
+        sure of first: KEDA and the local pool watch it, so it must exist before its first message). A
+        dispatch carries the trace context of its decision's input (`contexts`, one per decision), or the
+        job's own (`tracing.job_context`)."""
         messages: list[Outgoing] = []
-        for decision in decisions:
+        for index, decision in enumerate(decisions):
+            context = contexts[index] if contexts is not None else None
             for event in decision.events:
                 messages.append(
                     Outgoing(
@@ -89,7 +86,7 @@ class Publisher:
                 )
             for effect in decision.effects:
                 assert decision.state is not None
-                messages.append(await self._dispatch(decision.state, effect))
+                messages.append(await self._dispatch(decision.state, effect, context))
         return messages
 
     async def send(self, messages: Sequence[Outgoing]) -> None:
@@ -117,10 +114,17 @@ class Publisher:
         stored_id = (last.headers or {}).get(MSG_ID_HEADER, "")
         return _version(stored_id) >= _version(message.msg_id)
 
-    async def _dispatch(self, job: Job, effect: Dispatch) -> Outgoing:
+    async def _dispatch(self, job: Job, effect: Dispatch, context: Context | None) -> Outgoing:
         if effect.pool not in self._pools:
             await ensure_pool_consumer(self._js, effect.pool)
             self._pools.add(effect.pool)
+        headers = {MSG_ID_HEADER: f"{effect.job_id}:{effect.attempt}"}
+        # The message's own span, under the input's: the runner continues it. Stored with the message in the
+        # outbox, so a relayed copy carries the same context.
+        attributes = {"vtp.job_id": effect.job_id, "vtp.attempt": effect.attempt, "vtp.pool": effect.pool}
+        parent = context if context is not None else tracing.job_context(job.trace_id)
+        with tracing.span("dispatch", parent, SpanKind.PRODUCER, attributes):
+            tracing.inject(headers)
         message = DispatchJob(
             job_id=effect.job_id,
             attempt=effect.attempt,
@@ -133,11 +137,8 @@ class Publisher:
             resume_url=self._resume_url(effect),
             weights_url=self._weights_url(job),
             trace_id=job.trace_id,
-            traceparent=traceparent(job.trace_id, effect.job_id, effect.attempt),
+            traceparent=headers.get("traceparent"),  # the header's, for runners that read the body
         )
-        headers = {MSG_ID_HEADER: f"{effect.job_id}:{effect.attempt}"}
-        if message.traceparent:
-            headers["traceparent"] = message.traceparent
         return Outgoing(
             job_id=effect.job_id,
             stream=subjects.DISPATCH_STREAM,

@@ -47,6 +47,7 @@ _JOB_COLUMNS = (
     jobs.c.trace_id,
     jobs.c.heartbeat_deadline,
     jobs.c.retry_at,
+    jobs.c.state_since,
 )
 
 # Arrays, not expanding IN lists: one statement (and one prepared statement) whatever the batch size.
@@ -84,24 +85,27 @@ _WRITE_BATCH = text(
     """
 WITH new_jobs AS (
     INSERT INTO scheduler_jobs (job_id, project_id, name, state, attempt, version, spec, dataset, pool,
-                                max_attempts, trace_id, heartbeat_deadline, retry_at)
+                                max_attempts, trace_id, heartbeat_deadline, retry_at, state_since)
     SELECT u.job_id, u.project_id, u.name, u.state, u.attempt, u.version, CAST(u.spec AS jsonb),
-           CAST(u.dataset AS jsonb), u.pool, u.max_attempts, u.trace_id, u.heartbeat_deadline, u.retry_at
+           CAST(u.dataset AS jsonb), u.pool, u.max_attempts, u.trace_id, u.heartbeat_deadline, u.retry_at,
+           u.state_since
     FROM unnest(CAST(:n_job_id AS text[]), CAST(:n_project_id AS text[]), CAST(:n_name AS text[]),
                 CAST(:n_state AS text[]), CAST(:n_attempt AS int[]), CAST(:n_version AS int[]),
                 CAST(:n_spec AS text[]), CAST(:n_dataset AS text[]), CAST(:n_pool AS text[]),
                 CAST(:n_max_attempts AS int[]), CAST(:n_trace_id AS text[]),
-                CAST(:n_heartbeat_deadline AS timestamptz[]), CAST(:n_retry_at AS timestamptz[]))
+                CAST(:n_heartbeat_deadline AS timestamptz[]), CAST(:n_retry_at AS timestamptz[]),
+                CAST(:n_state_since AS timestamptz[]))
          AS u(job_id, project_id, name, state, attempt, version, spec, dataset, pool, max_attempts,
-              trace_id, heartbeat_deadline, retry_at)
+              trace_id, heartbeat_deadline, retry_at, state_since)
 ), changed_jobs AS (
     UPDATE scheduler_jobs AS j
     SET state = u.state, attempt = u.attempt, version = u.version,
-        heartbeat_deadline = u.heartbeat_deadline, retry_at = u.retry_at, updated_at = now()
+        heartbeat_deadline = u.heartbeat_deadline, retry_at = u.retry_at, state_since = u.state_since,
+        updated_at = now()
     FROM unnest(CAST(:c_job_id AS text[]), CAST(:c_state AS text[]), CAST(:c_attempt AS int[]),
                 CAST(:c_version AS int[]), CAST(:c_heartbeat_deadline AS timestamptz[]),
-                CAST(:c_retry_at AS timestamptz[]))
-         AS u(job_id, state, attempt, version, heartbeat_deadline, retry_at)
+                CAST(:c_retry_at AS timestamptz[]), CAST(:c_state_since AS timestamptz[]))
+         AS u(job_id, state, attempt, version, heartbeat_deadline, retry_at, state_since)
     WHERE j.job_id = u.job_id
 ), recorded AS (
     INSERT INTO scheduler_inputs (job_id, source, kind, body, policy, outcome, reason, version, events)
@@ -170,6 +174,7 @@ def _to_job(row: Any) -> Job:
         trace_id=row.trace_id,
         heartbeat_deadline=row.heartbeat_deadline,
         retry_at=row.retry_at,
+        state_since=row.state_since,
     )
 
 
@@ -226,8 +231,11 @@ _NEW_JOB_COLUMNS = (
     "trace_id",
     "heartbeat_deadline",
     "retry_at",
+    "state_since",
 )
-_CHANGED_JOB_COLUMNS = ("job_id", "state", "attempt", "version", "heartbeat_deadline", "retry_at")
+_CHANGED_JOB_COLUMNS = (
+    "job_id", "state", "attempt", "version", "heartbeat_deadline", "retry_at", "state_since",
+)  # fmt: skip
 _INPUT_COLUMNS = ("job_id", "source", "kind", "body", "outcome", "reason", "version", "events")
 _OUTBOX_ROW_COLUMNS = ("job_id", "stream", "subject", "msg_id", "headers", "payload")
 
@@ -240,6 +248,7 @@ def _state(job: Job) -> dict[str, Any]:
         "version": job.version,
         "heartbeat_deadline": job.heartbeat_deadline,
         "retry_at": job.retry_at,
+        "state_since": job.state_since,
     }
 
 
@@ -315,6 +324,16 @@ async def write_batch(
 async def job_inputs(conn: AsyncConnection, job_id: str) -> list[Any]:
     """A job's recorded inputs in the order they were applied."""
     return list((await conn.execute(_INPUTS, {"p_job_id": job_id})).all())
+
+
+_QUEUED_PER_POOL = (
+    select(jobs.c.pool, func.count()).where(jobs.c.state == JobState.QUEUED.value).group_by(jobs.c.pool)
+)
+
+
+async def queued_per_pool(conn: AsyncConnection) -> dict[str, int]:
+    """How many jobs wait (QUEUED, a retry's backoff included) on each pool that has any."""
+    return {pool: count for pool, count in (await conn.execute(_QUEUED_PER_POOL)).all()}
 
 
 async def due_jobs(conn: AsyncConnection, now: datetime, limit: int) -> list[str]:

@@ -19,13 +19,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.commands import SubmitJob
-from services.scheduler import repository
+from services.scheduler import observed, repository, traced
 from services.scheduler.core import Decision, Input, Job, Policy, Tick, decide
-from services.scheduler.core.codec import encode
+from services.scheduler.core.codec import encode, input_kind
 from services.scheduler.errors import RetryLater
 from services.scheduler.outbox import Relay
 from services.scheduler.publisher import Publisher
@@ -49,6 +51,8 @@ class Delivery:
     command: Input
     deliveries: int = 1
     source: str | None = None
+    # The trace context the message carried (read only when tracing is on: services/scheduler/traced.py).
+    context: Context | None = None
 
 
 @dataclass(frozen=True)
@@ -136,24 +140,31 @@ class SchedulerService:
         sent = self.relay.sent
         # Rows whose PubAcks came since: deleted by this transaction, in its first statement.
         deleting = sent.take()
+        spans: list[Span | None] = []
         try:
             async with self._engine.begin() as conn:
                 locked = await repository.lock_jobs(conn, job_ids, sources, deleting)
                 owed = [outbox_id for outbox_id in locked.outbox_ids if outbox_id not in sent]
                 messages = await repository.owed_messages(conn, owed)
                 plan = plan_batch(batch, locked.jobs, locked.recorded, self.policy)
-                rendered = await self._publisher.render([decision for _, decision in plan.applied])
+                spans = traced.start_input_spans(plan.applied)
+                rendered = await self._publisher.render(
+                    [decision for _, decision in plan.applied], traced.contexts_of(spans)
+                )
                 decided = [(d.command, d.source, decision) for d, decision in plan.applied]
                 messages.extend(
                     await repository.write_batch(
                         conn, locked.jobs, plan.states, decided, rendered, self.policy
                     )
                 )
-        except BaseException:
+        except BaseException as exc:
             sent.kept(deleting)
+            traced.end_input_spans(spans, exc)
             raise
         sent.deleted(deleting)
         await self.relay.deliver(messages)
+        traced.end_input_spans(spans)
+        self._count(batch, plan, locked.jobs)
         for delivery, decision in plan.applied:
             self._log(delivery, decision)
         for delivery, outcome in zip(batch, plan.outcomes, strict=True):
@@ -164,6 +175,19 @@ class SchedulerService:
                     extra={"job_id": delivery.command.job_id, "trace_id": trace_id},
                 )
         return plan.outcomes
+
+    @staticmethod
+    def _count(batch: Sequence[Delivery], plan: Plan, before: Mapping[str, Job]) -> None:
+        for delivery, outcome in zip(batch, plan.outcomes, strict=True):
+            decision = outcome.decision
+            if decision is None:
+                outcome_name = "deferred"
+            elif decision.rejected_reason == ALREADY_APPLIED:
+                outcome_name = "redelivered"
+            else:
+                outcome_name = "applied" if decision.applied else "rejected"
+            observed.count_input(input_kind(delivery.command), outcome_name)
+        observed.record_decisions([(d.command, decision) for d, decision in plan.applied], before)
 
     async def _refuse(self, delivery: Delivery, exc: StatementError) -> Outcome:
         """Record an input the database cannot store as refused (its body made storable), nothing else."""
@@ -181,6 +205,7 @@ class SchedulerService:
             await repository.record_refused(
                 conn, storable(job_id), source, kind, storable(body), storable(reason), self.policy
             )
+        observed.count_input(kind, "refused")
         log.error("input refused: %s", storable(reason), extra={"job_id": storable(job_id), "input": kind})
 
     def _log(self, delivery: Delivery, decision: Decision) -> None:

@@ -24,6 +24,9 @@ class SchedulerSettings(CommonSettings):
     batch_size: int = Field(default=128, ge=1, le=1000, validation_alias="VTP_SCHEDULER_BATCH_SIZE")
     parallel_batches: int = Field(default=4, ge=1, validation_alias="VTP_SCHEDULER_PARALLEL_BATCHES")
     db_pool_size: int = Field(default=10, ge=1, validation_alias="VTP_SCHEDULER_DB_POOL_SIZE")
+    # `/metrics`, `/healthz` and `/readyz` (telemetry/metrics.py); unset: not served.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, validation_alias="VTP_METRICS_PORT")
+    metrics_host: str = Field(default="0.0.0.0", validation_alias="VTP_METRICS_HOST")
 
     @property
     def policy(self) -> Policy:

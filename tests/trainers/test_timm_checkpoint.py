@@ -37,7 +37,11 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def train(dataset: Path, **options: object) -> tuple[training.Outcome, list[int]]:
     epochs: list[int] = []
     outcome = training.train(
-        spec(), dataset, threading.Event(), lambda epoch, total, metrics: epochs.append(epoch), **options
+        spec(),
+        dataset,
+        threading.Event(),
+        lambda epoch, total, metrics, seconds: epochs.append(epoch),
+        **options,
     )
     return outcome, epochs
 

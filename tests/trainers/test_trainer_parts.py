@@ -270,7 +270,7 @@ class RecordingClient:
         self.sent: list[tuple] = []
         self.upload_fails = upload_fails
 
-    def progress(self, epoch, epochs, metrics, resumed_from_epoch=None):
+    def progress(self, epoch, epochs, metrics, resumed_from_epoch=None, epoch_seconds=None):
         self.sent.append(("progress", epoch, resumed_from_epoch))
 
     def log(self, message, level="info"):

@@ -298,7 +298,7 @@ dataset = data.yolo_data(work / "dataset")
 epochs, checkpoints = [], []
 keep = lambda path: checkpoints.append(shutil.copy(path, work / f"checkpoint{len(checkpoints) + 1}.pt"))
 outcome = training.train(spec, dataset, work / "runs", threading.Event(),
-                         lambda epoch, total, metrics: epochs.append(epoch), on_checkpoint=keep)
+                         lambda epoch, total, metrics, seconds: epochs.append(epoch), on_checkpoint=keep)
 try:
     read_resume_point(outcome.save_dir / "weights" / "last.pt")
 except NotResumable as exc:
@@ -306,7 +306,7 @@ except NotResumable as exc:
 point = read_resume_point(Path(checkpoints[0]))
 resumed_epochs = []
 resumed = training.train(spec, dataset, work / "resumed", threading.Event(),
-                         lambda epoch, total, metrics: resumed_epochs.append(epoch), resume=point)
+                         lambda epoch, total, metrics, seconds: resumed_epochs.append(epoch), resume=point)
 # Starting weights: the first run's best.pt is in the model before its first step.
 import torch
 from ultralytics.utils.callbacks.base import default_callbacks

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from contracts.jobs import TimmSpec
+from telemetry import tracing
 from trainers.timm.checkpoint import Checkpoint
 from trainers.timm.weights import load_weights
 
@@ -114,7 +116,7 @@ def train(
     spec: TimmSpec,
     dataset_root: Path,
     stop: threading.Event,
-    on_epoch: Callable[[int, int, dict[str, float]], None],
+    on_epoch: Callable[[int, int, dict[str, float], float], None],
     *,
     resume: Checkpoint | None = None,
     weights: dict[str, torch.Tensor] | None = None,
@@ -142,42 +144,45 @@ def train(
         len(train_loader.dataset),
     )
     for epoch in range(outcome.epochs_done + 1, hp.epochs + 1):
-        model.train()
-        loss_sum, seen = 0.0, 0
-        for images, labels in train_loader:
-            if stop.is_set():
-                outcome.stopped = True
+        started = time.monotonic()
+        # Its checkpoint and its report go out under it (trainers/resume.py hands the context on).
+        with tracing.span("epoch", attributes={"vtp.epoch": epoch, "vtp.epochs": hp.epochs}):
+            model.train()
+            loss_sum, seen = 0.0, 0
+            for images, labels in train_loader:
+                if stop.is_set():
+                    outcome.stopped = True
+                    break
+                images, labels = images.to(device), labels.to(device)
+                optimizer.zero_grad(set_to_none=True)
+                loss = nn.functional.cross_entropy(model(images), labels)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.item() * labels.numel()
+                seen += labels.numel()
+            if outcome.stopped:
                 break
-            images, labels = images.to(device), labels.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(images), labels)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * labels.numel()
-            seen += labels.numel()
-        if outcome.stopped:
-            break
-        val_loss, val_accuracy = _evaluate(model, val_loader, device)
-        outcome.epochs_done = epoch
-        outcome.metrics = {
-            "train_loss": round(loss_sum / max(seen, 1), 6),
-            "val_loss": round(val_loss, 6),
-            "val_accuracy": round(val_accuracy, 6),
-        }
-        if on_checkpoint is not None:
-            on_checkpoint(
-                Checkpoint(
-                    model=spec.model,
-                    classes=classes,
-                    epoch=epoch,
-                    epochs=hp.epochs,
-                    metrics=outcome.metrics,
-                    model_state=model.state_dict(),
-                    optimizer_state=optimizer.state_dict(),
-                    rng_state=torch.get_rng_state(),
-                    shuffle_state=shuffle.get_state(),
+            val_loss, val_accuracy = _evaluate(model, val_loader, device)
+            outcome.epochs_done = epoch
+            outcome.metrics = {
+                "train_loss": round(loss_sum / max(seen, 1), 6),
+                "val_loss": round(val_loss, 6),
+                "val_accuracy": round(val_accuracy, 6),
+            }
+            if on_checkpoint is not None:
+                on_checkpoint(
+                    Checkpoint(
+                        model=spec.model,
+                        classes=classes,
+                        epoch=epoch,
+                        epochs=hp.epochs,
+                        metrics=outcome.metrics,
+                        model_state=model.state_dict(),
+                        optimizer_state=optimizer.state_dict(),
+                        rng_state=torch.get_rng_state(),
+                        shuffle_state=shuffle.get_state(),
+                    )
                 )
-            )
-        on_epoch(epoch, hp.epochs, outcome.metrics)
+            on_epoch(epoch, hp.epochs, outcome.metrics, time.monotonic() - started)
     outcome.state_dict = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     return outcome

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
 from contracts.ultralytics import UltralyticsSpec
+from telemetry import tracing
 from trainers.ultralytics.metrics import simplify
 from trainers.ultralytics.resume import ResumePoint, seed_run_folder
 
@@ -31,7 +37,9 @@ class Outcome:
 
 
 class EpochReporter:
-    """Ultralytics' callbacks -> one `on_epoch(epoch, epochs, metrics)` per completed epoch.
+    """Ultralytics' callbacks -> one `on_epoch(epoch, epochs, metrics, seconds)` per completed epoch, and a
+    span per epoch, current from its start to its `on_fit_epoch_end` (its checkpoint and report go out
+    under it).
 
     `on_fit_epoch_end` also fires for an epoch cut short by a stop, and once more after the loop for the
     final validation of best.pt (with `trainer.epoch` one past the last). `on_train_epoch_end` tells them
@@ -39,14 +47,20 @@ class EpochReporter:
     """
 
     def __init__(
-        self, stop: threading.Event, on_epoch: Callable[[int, int, dict[str, float]], None], outcome: Outcome
+        self,
+        stop: threading.Event,
+        on_epoch: Callable[[int, int, dict[str, float], float], None],
+        outcome: Outcome,
     ) -> None:
         self._stop = stop
         self._on_epoch = on_epoch
         self._outcome = outcome
         self._finished: tuple[int, bool] | None = None  # (epoch, completed) of the latest training pass
+        self._epoch_span: tuple[Span, object] | None = None  # the span and its context token
+        self._epoch_started = time.monotonic()
 
     def register(self, model: Any) -> None:
+        model.add_callback("on_train_epoch_start", self.on_train_epoch_start)
         model.add_callback("on_train_batch_end", self.on_train_batch_end)
         model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
         model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
@@ -57,6 +71,20 @@ class EpochReporter:
             self._outcome.stopped = True
         if self._outcome.stopped:
             trainer.stop = True
+
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        self.end_epoch_span()
+        self._epoch_started = time.monotonic()
+        attributes = {"vtp.epoch": trainer.epoch + 1, "vtp.epochs": trainer.epochs}
+        span = tracing.start_span("epoch", attributes=attributes)
+        self._epoch_span = (span, otel_context.attach(trace.set_span_in_context(span)))
+
+    def end_epoch_span(self) -> None:
+        if self._epoch_span is not None:
+            span, token = self._epoch_span
+            self._epoch_span = None
+            otel_context.detach(token)  # type: ignore[arg-type]
+            span.end()
 
     def on_train_batch_end(self, trainer: Any) -> None:
         self._check_stop(trainer)
@@ -77,7 +105,8 @@ class EpochReporter:
             metrics = simplify({**losses, **trainer.metrics})
             self._outcome.epochs_done = epoch + 1
             self._outcome.metrics = {k: v for k, v in metrics.items() if not k.startswith(("train_", "val_"))}
-            self._on_epoch(epoch + 1, trainer.epochs, metrics)
+            self._on_epoch(epoch + 1, trainer.epochs, metrics, time.monotonic() - self._epoch_started)
+        self.end_epoch_span()
         self._check_stop(trainer)
 
 
@@ -153,7 +182,8 @@ def train(
     arguments = train_arguments(spec, data, project)
     outcome = Outcome(save_dir=project / RUN_NAME)
     model = YOLO(spec.model, task=spec.task)
-    EpochReporter(stop, on_epoch, outcome).register(model)
+    epochs = EpochReporter(stop, on_epoch, outcome)
+    epochs.register(model)
     if on_checkpoint is not None:
         CheckpointReporter(on_checkpoint, outcome).register(model)
     if resume is not None:
@@ -162,5 +192,8 @@ def train(
     elif weights is not None:
         model.load(str(weights))
     log.info("training %s (%s) with %s", spec.model, spec.task, arguments)
-    model.train(**arguments)
+    try:
+        model.train(**arguments)
+    finally:
+        epochs.end_epoch_span()
     return outcome

@@ -6,18 +6,21 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from opentelemetry.context import Context
 
 from services.common.tokens import CallbackClaims
-from services.events.service import CallbackService, StorageService, Trace, verify_token
+from services.events.service import CallbackService, StorageService, verify_token
+from telemetry import tracing
 
 
 @dataclass(frozen=True)
 class Callback:
-    """What every callback route needs: the verified claims, the service and the trainer's trace context."""
+    """What every callback route needs: the verified claims, the service and the trainer's trace context
+    (the request span's, or the `traceparent` the trainer sent when requests are not traced)."""
 
     claims: CallbackClaims
     service: CallbackService
-    trace: Trace
+    trace: Context
 
 
 async def _callback(request: Request) -> Callback:
@@ -32,7 +35,7 @@ async def _callback(request: Request) -> Callback:
     return Callback(
         claims=claims,
         service=state.callbacks,
-        trace=Trace(traceparent=headers.get("traceparent")),
+        trace=tracing.incoming(headers),
     )
 
 

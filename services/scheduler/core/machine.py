@@ -29,6 +29,8 @@ class _Builder:
         self.effects: list[Dispatch] = []
 
     def emit(self, event_type: EventType, payload: dict[str, Any] | None = None, **changes: Any) -> None:
+        if changes.get("state", self.job.state) != self.job.state:
+            changes["state_since"] = self.time
         self.job = replace(self.job, version=self.job.version + 1, **changes)
         self.events.append(
             JobEvent(
@@ -167,6 +169,8 @@ def _report(job: Job, report: Report, policy: Policy) -> Decision:
         progress: dict[str, Any] = {"epoch": report.epoch, "epochs": report.epochs, "metrics": report.metrics}
         if report.resumed_from_epoch is not None:
             progress["resumed_from_epoch"] = report.resumed_from_epoch
+        if report.epoch_seconds is not None:
+            progress["epoch_seconds"] = report.epoch_seconds
         builder.emit(EventType.PROGRESS, progress)
     elif isinstance(report, LogReport):
         builder.emit(EventType.LOG, {"level": report.level, "message": report.message})

@@ -49,6 +49,8 @@ class Job:
     trace_id: str
     heartbeat_deadline: datetime | None = None
     retry_at: datetime | None = None
+    # When the job entered `state` (the time of the input that moved it there).
+    state_since: datetime | None = None
 
 
 @dataclass(frozen=True)

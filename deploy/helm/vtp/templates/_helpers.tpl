@@ -72,3 +72,31 @@ credentials, which win over both. Takes (dict "root" $ "secret" BOOL "credential
   value: {{ $value | toString | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The OpenTelemetry SDK's standard variables, for every pod that runs platform code (services, the hook Job,
+runners, which pass them on to their trainers), as an `env` list; empty unless `otel.endpoint` is set.
+Takes the root context.
+*/}}
+{{- define "vtp.otelEnv" -}}
+{{- with .Values.otel }}
+{{- if .endpoint }}
+{{- $attributes := list }}
+{{- range $name, $value := merge (deepCopy (.resourceAttributes | default dict)) (dict "k8s.namespace.name" $.Release.Namespace) }}
+{{- $attributes = append $attributes (printf "%s=%v" $name $value) }}
+{{- end }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ .protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+{{- if ne (toString .samplerArg) "" }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | toString | quote }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attributes | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}

@@ -1,9 +1,10 @@
 {{/*
-A service of the platform (`vtp serve <component>`): its Deployment, and for an HTTP service its Service
-and CPU HorizontalPodAutoscaler. Takes
+A service of the platform (`vtp serve <component>`): its Deployment and Service, and for an HTTP service
+its CPU HorizontalPodAutoscaler. Takes
   (dict "root" $ "component" NAME "autoscaled" BOOL "env" ENV-MAP "callbackKey" (dict "file" F "env" VAR)):
-`env` holds the service's listen settings, which win over `<component>.env` (they must match its port);
-`callbackKey` names the one callback key file the service may read.
+`env` holds the service's listen settings, which win over `<component>.env` (they must match its ports);
+`callbackKey` names the one callback key file the service may read. An HTTP service (`<component>.port`)
+serves /metrics there; one without (the scheduler) on `<component>.metricsPort`, its port `metrics`.
 */}}
 {{- define "vtp.service" -}}
 {{- $root := .root -}}
@@ -12,6 +13,8 @@ and CPU HorizontalPodAutoscaler. Takes
 {{- $name := printf "%s-%s" (include "vtp.fullname" $root) $component -}}
 {{- $context := dict "root" $root "component" $component -}}
 {{- $env := merge (deepCopy (.env | default dict)) $values.env -}}
+{{- $otel := include "vtp.otelEnv" $root | trim -}}
+{{- $metricsPort := $values.port | default $values.metricsPort -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -34,6 +37,12 @@ spec:
         # Roll the pods when their configuration changes.
         checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
         checksum/secrets: {{ include (print $root.Template.BasePath "/secrets.yaml") $root | sha256sum }}
+        {{- if and $metricsPort $root.Values.metrics.podAnnotations }}
+        # For a Prometheus that discovers pods by annotation (observability/prometheus/prometheus-kubernetes.yaml).
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ $metricsPort | quote }}
+        prometheus.io/path: /metrics
+        {{- end }}
     spec:
       automountServiceAccountToken: false
       {{- with $root.Values.imagePullSecrets }}
@@ -49,18 +58,27 @@ spec:
           args: [serve, {{ $component }}]
           envFrom:
             {{- include "vtp.envFrom" (dict "root" $root "secret" true "credentials" (index $root.Values.nats.credentialsSecrets $component)) | nindent 12 }}
-          {{- if or $env .callbackKey }}
+          {{- if or $env .callbackKey $otel }}
           env:
             {{- include "vtp.envList" $env | trim | nindent 12 }}
             {{- with .callbackKey }}
             - name: {{ .env }}
               value: /etc/vtp/callback/{{ .file }}
             {{- end }}
+            {{- with $otel }}
+            {{- . | nindent 12 }}
+            {{- end }}
           {{- end }}
-          {{- with $values.port }}
+          {{- if or $values.port $values.metricsPort }}
           ports:
+            {{- with $values.port }}
             - name: http
               containerPort: {{ . }}
+            {{- end }}
+            {{- with $values.metricsPort }}
+            - name: metrics
+              containerPort: {{ . }}
+            {{- end }}
           {{- end }}
           {{- with $values.livenessProbe }}
           livenessProbe:
@@ -95,7 +113,7 @@ spec:
               - key: {{ .file }}
                 path: {{ .file }}
         {{- end }}
-{{- if $values.port }}
+{{- if $metricsPort }}
 ---
 apiVersion: v1
 kind: Service
@@ -103,14 +121,28 @@ metadata:
   name: {{ $name }}
   labels:
     {{- include "vtp.labels" $context | nindent 4 }}
+    # The `job` label of its targets, whatever the release is called (metrics.serviceMonitor).
+    vtp.dev/metrics-job: vtp-{{ $component }}
 spec:
+  {{- if $values.port }}
   type: {{ $values.service.type }}
+  {{- else }}
+  # Only for finding each replica's metrics port: no traffic goes through it.
+  clusterIP: None
+  {{- end }}
   selector:
     {{- include "vtp.selectorLabels" $context | nindent 4 }}
   ports:
+    {{- if $values.port }}
     - name: http
       port: {{ $values.service.port }}
       targetPort: http
+    {{- end }}
+    {{- with $values.metricsPort }}
+    - name: metrics
+      port: {{ . }}
+      targetPort: metrics
+    {{- end }}
 {{- end }}
 {{- if and $values.port .autoscaled }}
 ---

@@ -21,6 +21,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -242,6 +244,9 @@ class Chaos:
 
     def start(self) -> LaunchedPlatform:
         self.platform = launch(self.data_dir, self.port, self.env, self.folder / "vtp-up.log", 180)
+        # Jobs may name only a declared pool: declare the one nobody serves, as an operator would.
+        prepare = [sys.executable, "-m", "vtp.cli", "--data-dir", str(self.data_dir), "pools", "prepare"]
+        subprocess.run([*prepare, IDLE_POOL], env=self.env, check=True, capture_output=True, timeout=60)
         return self.platform
 
     async def probe(self, load: Load) -> float:

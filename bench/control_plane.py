@@ -42,7 +42,7 @@ from bench.otlp_receiver import ReceiverProcess, traces_to
 from bench.pull_loop import PullLoop
 from contracts import subjects
 from contracts.dispatch import DispatchJob
-from messaging.nats import connect, ensure_pool_consumer, ensure_streams
+from messaging.nats import connect, ensure_pool_consumer, ensure_streams, prepare
 
 SETTLE_SECONDS = 10
 WARM_UP_JOBS = 250
@@ -305,6 +305,8 @@ async def run(args: argparse.Namespace, extra_env: dict[str, str] | None = None)
         nats = setup.nats
         print("measuring the JetStream floor …", flush=True)
         floor = await jetstream_floor(nats.url)
+        # Jobs may name only declared pools; `bench-burst` and `bench-idle` stay unserved (scaled to zero).
+        await prepare(nats.url, ["bench", "bench-burst", "bench-idle", "bench-sse"])
         platform = setup.launch(extra_env)
         api_url, key = platform.url, platform.key
         dataset = make_dataset(api_url, key, setup.folder)

@@ -114,8 +114,9 @@ def admin() -> Role:
 
 
 def api() -> Role:
-    """Publishes commands; keeps its read model with the durable push consumer `api-read-model`; serves SSE
-    from ordered consumers (ephemeral, created unnamed, answering flow control on `$JS.FC`).
+    """Publishes commands; lists the pools' dispatch consumers (the declared pools); keeps its read model
+    with the durable push consumer `api-read-model`; serves SSE from ordered consumers (ephemeral, created
+    unnamed, answering flow control on `$JS.FC`).
 
     A permission sees the subject, not the body: creating unnamed consumers on VTP_EVENTS also lets the api
     name an existing consumer of that stream in the body and update it. The api may read the whole history
@@ -132,6 +133,8 @@ def api() -> Role:
             f"{JS_API}.CONSUMER.CREATE.{events}",
             f"{JS_API}.CONSUMER.INFO.{events}.*",
             f"$JS.FC.{events}.>",
+            # Which pools are declared (their dispatch consumers), to refuse a job to one that is not.
+            f"{JS_API}.CONSUMER.LIST.{subjects.DISPATCH_STREAM}",
         ),
         subscribe=_inbox(API),
     )

@@ -223,6 +223,11 @@ class ApiClient:
         params = {"name": name} if name else {}
         return _items(self._request("GET", "/v1/datasets", params=params).json())
 
+    # pools
+
+    def list_pools(self) -> list[dict[str, Any]]:
+        return _items(self._request("GET", "/v1/pools").json())
+
     # jobs
 
     def submit_job(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:

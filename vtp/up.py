@@ -30,6 +30,7 @@ from urllib.parse import unquote
 import httpx
 
 from messaging import permissions as nats_permissions
+from messaging.credentials import NatsCredentials
 from vtp import prometheus
 from vtp.client import CLIENT_ENV, CliError, read_env_file, write_env_file
 from vtp.embedded import ownership
@@ -231,6 +232,21 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 # --- children -------------------------------------------------------------------------------------
+
+
+def embedded_nats_admin(data_dir: Path) -> tuple[str, NatsCredentials] | None:
+    """The URL and admin credentials of the nats-server `vtp up` runs for `data_dir` (None: it has none),
+    for `vtp pools prepare` to declare a pool on it."""
+    config, admin = data_dir / "nats" / "nats-server.conf", data_dir / "secrets" / "nats" / "admin.env"
+    if not config.is_file():
+        return None
+    listen = next((line.split(":", 1)[1].strip() for line in config.read_text().splitlines()
+                   if line.startswith("listen:")), None)  # fmt: skip
+    if listen is None:
+        return None
+    values = read_env_file(admin) if admin.is_file() else {}
+    credentials = NatsCredentials.model_validate(values)
+    return f"nats://{listen}", credentials
 
 
 def child_environment(

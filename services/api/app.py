@@ -22,8 +22,9 @@ from services.api.datasets import Intake
 from services.api.deps import authenticate
 from services.api.feed import EventFeed
 from services.api.messaging import CommandPublisher, NatsCommandPublisher
+from services.api.pools import PoolDirectory
 from services.api.read_model import ReadModelConsumer
-from services.api.routes import datasets, events, health, jobs, models
+from services.api.routes import datasets, events, health, jobs, models, pools
 from services.api.service import Lookups, Submitting
 from services.api.settings import ApiSettings
 from services.api.submit_shortcut import SubmitShortcut
@@ -68,7 +69,8 @@ def _lifespan(settings: ApiSettings, limits: Limits) -> Any:
         app.state.intake = intake(settings, storage, publisher)
         submit_writer = SubmitWriter(engine, publisher)
         app.state.lookups = lookups = Lookups()
-        app.state.submitting = Submitting(engine, submit_writer, lookups)
+        app.state.pools = pools = PoolDirectory(js)
+        app.state.submitting = Submitting(engine, submit_writer, lookups, pools)
         app.state.feed = feed
         app.state.read_model = read_model
         await feed.start()
@@ -148,6 +150,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
+    app.include_router(pools.router)
     app.include_router(events.router)
     app.include_router(metrics_route.router)
     return app

@@ -15,6 +15,7 @@ from services.api.datasets import Intake
 from services.api.errors import Unauthorized
 from services.api.feed import EventFeed
 from services.api.messaging import CommandPublisher
+from services.api.pools import PoolDirectory
 from services.api.read_model import ReadModelConsumer
 from services.api.service import ProjectRef, Submitting
 from services.api.settings import ApiSettings
@@ -69,6 +70,10 @@ async def get_submitting(request: Request) -> Submitting:
     return request.app.state.submitting  # type: ignore[no-any-return]
 
 
+async def get_pools(request: Request) -> PoolDirectory:
+    return request.app.state.pools  # type: ignore[no-any-return]
+
+
 async def get_intake(request: Request) -> Intake:
     return request.app.state.intake  # type: ignore[no-any-return]
 
@@ -86,6 +91,7 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 PublisherDep = Annotated[CommandPublisher, Depends(get_publisher)]
 SubmittingDep = Annotated[Submitting, Depends(get_submitting)]
+PoolsDep = Annotated[PoolDirectory, Depends(get_pools)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 FeedDep = Annotated[EventFeed, Depends(get_feed)]
 ReadModelDep = Annotated[ReadModelConsumer, Depends(get_read_model)]

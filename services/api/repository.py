@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from contracts.jobs import JobState
 from contracts.validation import VALIDATION_FRAMEWORK
 from services.api.models import ApiKey, Artifact, Dataset, DatasetStatus, Job, Project, UploadedModel
 
@@ -305,6 +306,31 @@ def _update_rows(columns: tuple[str, ...]) -> TextClause:
         f"UPDATE {jobs.name} AS j SET {assignments} FROM {source} "
         "WHERE j.id = v.p_job_id AND j.version < v.p_version RETURNING j.id, j.framework"
     )
+
+
+@dataclass(frozen=True)
+class PoolLoad:
+    waiting: int = 0
+    running: int = 0
+    oldest_waiting_since: datetime | None = None
+
+
+async def pool_loads(conn: AsyncConnection) -> dict[str, PoolLoad]:
+    """Per pool, of every project: jobs waiting (QUEUED) and running, and when the oldest waiting one was
+    submitted."""
+    queued, running = JobState.QUEUED.value, JobState.RUNNING.value
+    statement = (
+        select(
+            jobs.c.pool,
+            func.count().filter(jobs.c.state == queued),
+            func.count().filter(jobs.c.state == running),
+            func.min(jobs.c.created_at).filter(jobs.c.state == queued),
+        )
+        .where(jobs.c.state.in_((queued, running)))
+        .group_by(jobs.c.pool)
+    )
+    rows = (await conn.execute(statement)).all()
+    return {pool: PoolLoad(waiting, running_, oldest) for pool, waiting, running_, oldest in rows}
 
 
 async def list_jobs(

@@ -250,6 +250,22 @@ class ModelPage(BaseModel):
     items: list[ModelOut]
 
 
+class PoolOut(BaseModel):
+    """A declared pool (its dispatch consumer exists) and its load, over every project's jobs."""
+
+    name: str
+    waiting: int = Field(description="jobs QUEUED on it (a retry's backoff included)")
+    running: int = Field(description="jobs RUNNING on it")
+    runners_waiting: int = Field(description="runners waiting for a job now")
+    dispatches_held: int = Field(description="dispatches a runner has taken and not settled yet")
+    last_taken_at: datetime | None = Field(description="when a runner last took a job from it")
+    oldest_waiting_seconds: float | None = Field(description="how long the oldest waiting job has waited")
+
+
+class PoolList(BaseModel):
+    items: list[PoolOut]
+
+
 class ErrorOut(BaseModel):
     error: str
     detail: Any = None

@@ -28,6 +28,7 @@ from services.api.errors import Conflict, InvalidField, NotFound, Unauthorized
 from services.api.keys import hash_key
 from services.api.messaging import CommandPublisher
 from services.api.models import Artifact, Job
+from services.api.pools import PoolDirectory
 from services.api.schemas import JobCreate
 from services.api.submits import SubmitWriter
 from services.common import storage as storage_keys
@@ -126,6 +127,7 @@ class Submitting:
     engine: AsyncEngine
     writer: SubmitWriter
     lookups: Lookups
+    pools: PoolDirectory
 
 
 async def submit_job(
@@ -147,6 +149,7 @@ async def submit_job(
             return Submitted(existing, created=False)
     else:
         job_id, trace_id = uuid.uuid4().hex, tracing.new_trace_id()
+    await submitting.pools.require(request.pool)
     dataset = await _dataset_ref(engine, submitting.lookups, project_id, request.dataset)
     spec = request.spec_for(dataset)
     if request.weights is not None:

@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 from contracts import subjects
 from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
+from messaging.nats import prepare
 from services.api.app import create_app
 from services.api.keys import create_project
 from services.api.settings import ApiSettings
@@ -46,6 +47,8 @@ class ApiServer:
 @pytest.fixture(scope="package")
 def api_server(session_dir: Path, nats_server: NatsServer, postgres_url: str) -> Iterator[ApiServer]:
     upgrade("api", postgres_url)
+    # A job may name only a declared pool: the tests' idle one, and `local` (the default).
+    asyncio.run(prepare(nats_server.url, [IDLE_POOL, "local"]))
     settings = ApiSettings(
         nats_url=nats_server.url,
         database_url=postgres_url,

@@ -21,12 +21,13 @@ import pytest
 import uvicorn
 from sqlalchemy.engine import make_url
 
+from messaging.nats import prepare
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from vtp.embedded.nats_server import nats_server_binary
 from vtp.embedded.ports import free_port, wait_for_port
 
-from .conftest import Project, job_body
+from .conftest import IDLE_POOL, Project, job_body
 
 # What Postgres answers a connection while it starts (or recovers after a crash): a FATAL ErrorResponse
 # with SQLSTATE 57P03, which asyncpg raises as CannotConnectNowError.
@@ -144,6 +145,7 @@ def serve(settings: ApiSettings) -> Iterator[str]:
 def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
     server = PrivateNats(tmp_path / "nats")
     server.start()
+    asyncio.run(prepare(server.url, [IDLE_POOL]))  # the pool the tests' jobs name is declared
     yield server
     server.stop()
 

@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.helpers import FAST_TIMERS, Platform, job_request, submit, upload_dataset
+from tests.e2e.helpers import FAST_TIMERS, Platform, declare_pool, job_request, submit, upload_dataset
 from vtp.embedded import ownership
 from vtp.embedded.ports import free_port, wait_for_port
 from vtp.launch import launch
@@ -175,6 +175,7 @@ def test_postgres_killed_comes_back_and_jobs_are_stored(session: Session) -> Non
     os.kill(old, signal.SIGKILL)
     restarted(session.data_dir, "postgres", old)
     answers(session.platform, "/v1/jobs")
+    declare_pool(session.data_dir, "nobody-serves-this")
     job = submit(session.platform, job_request(session.dataset, pool="nobody-serves-this"))
     wait_for_state(session.platform, job["id"], "QUEUED")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +64,14 @@ def validated(client: httpx.Client, dataset: dict[str, Any], timeout: float = 60
         time.sleep(0.2)
         dataset = client.get(f"/v1/datasets/{dataset['id']}").json()
     return dataset
+
+
+def declare_pool(data_dir: Path, pool: str) -> None:
+    """`vtp pools prepare POOL` on the nats-server of the `vtp up` running on `data_dir` (as an operator
+    declares a pool no runner serves yet): jobs may name only declared pools."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "NATS_USER", "NATS_PASSWORD")}
+    command = [sys.executable, "-m", "vtp.cli", "--data-dir", str(data_dir), "pools", "prepare", pool]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=60)
 
 
 def submit(platform: Platform, body: dict, key: str | None = None) -> dict:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from contracts import subjects
 from contracts.dispatch import DispatchJob
 from messaging.nats import connect
 from messaging.permissions import ADMIN
-from tests.e2e.helpers import job_request, sse_events, validated
+from tests.e2e.helpers import declare_pool, job_request, sse_events, validated
 from vtp.embedded.ports import free_port
 from vtp.launch import LaunchedPlatform, launch
 from vtp.nats_auth import NatsUsers
@@ -62,6 +64,12 @@ def test_restart_on_the_same_data_dir_keeps_jobs_events_and_key(session_dir: Pat
             ).json()
         dataset = validated(client, uploaded)["id"]
         # A pool nobody serves: the job waits QUEUED across the restart.
+        declare_pool(data_dir, "nobody-serves-this")
+        listed = subprocess.run(
+            [sys.executable, "-m", "vtp.cli", "--data-dir", str(data_dir), "pools", "list"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout  # fmt: skip
+        assert {"local", "nobody-serves-this"} <= {line.split()[0] for line in listed.splitlines()[1:]}
         job = client.post("/v1/jobs", json=job_request(dataset, pool="nobody-serves-this")).json()
         deadline = time.monotonic() + 30
         while client.get(f"/v1/jobs/{job['id']}").json()["state"] != "QUEUED":

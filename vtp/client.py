@@ -237,6 +237,9 @@ class ApiClient:
     def get_job(self, job_id: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/v1/jobs/{job_id}").json())
 
+    def get_job_metrics(self, job_id: str) -> dict[str, Any]:
+        return dict(self._request("GET", f"/v1/jobs/{job_id}/metrics").json())
+
     def list_jobs(
         self, state: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> dict[str, Any]:

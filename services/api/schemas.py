@@ -250,6 +250,27 @@ class ModelPage(BaseModel):
     items: list[ModelOut]
 
 
+class MetricPoint(BaseModel):
+    epoch: int
+    value: float
+    attempt: int = Field(description="the attempt that reported it (the last one to train this epoch)")
+    time: datetime
+
+
+class AttemptMark(BaseModel):
+    """Where an attempt's reports begin on the charts: a retry, or a resume from a checkpoint."""
+
+    attempt: int
+    first_epoch: int
+    resumed_from_epoch: int | None = None
+
+
+class MetricsHistory(BaseModel):
+    epochs: int | None = Field(description="the epochs the job trains for, as its last report said")
+    series: dict[str, list[MetricPoint]] = Field(description="per metric, a point per epoch, in epoch order")
+    attempts: list[AttemptMark]
+
+
 class PoolOut(BaseModel):
     """A declared pool (its dispatch consumer exists) and its load, over every project's jobs."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,17 @@ def test_job_trains_to_success_and_checkpoint_loads_in_plain_timm(
 
         shown = client.get(f"/v1/jobs/{job['id']}").json()
         assert shown["state"] == "SUCCEEDED"
+        # The metrics history is the progress events, as series (the web page draws from it).
+        history = client.get(f"/v1/jobs/{job['id']}/metrics").json()
+        for name in ("train_loss", "val_loss", "val_accuracy"):
+            points = [(point["epoch"], point["value"]) for point in history["series"][name]]
+            assert points == [(p["payload"]["epoch"], p["payload"]["metrics"][name]) for p in progress]
+        command = [sys.executable, "-m", "vtp.cli", "--data-dir", str(platform.data_dir), "jobs", "metrics"]
+        table = subprocess.run(
+            [*command, job["id"]], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.splitlines()
+        assert table[0].split()[:2] == ["EPOCH", "ATTEMPT"]
+        assert [line.split()[0] for line in table[1:]] == ["1", "2"]
         names = {artifact["name"] for artifact in client.get(f"/v1/jobs/{job['id']}/artifacts").json()}
         assert "model.pt" in names
         checkpoint = tmp_path / "model.pt"

@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         ("watch", watch, "follow a job live until it ends"),
         ("events", job_events, "print a job's events (until it ends)"),
         ("artifacts", list_artifacts, "list a job's artifacts"),
+        ("metrics", job_metrics, "print every metric of every epoch as a table"),
     ):
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("job_id", metavar="ID")
@@ -150,6 +151,27 @@ def list_jobs(args: argparse.Namespace) -> int:
 def show_job(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         print_json(client.get_job(args.job_id))
+    return 0
+
+
+def job_metrics(args: argparse.Namespace) -> int:
+    """One row per epoch (as the last attempt to train it reported it), one column per metric."""
+    with open_client(args) as client:
+        history = client.get_job_metrics(args.job_id)
+    names = sorted(history["series"])
+    rows: dict[int, dict[str, Any]] = {}
+    for name in names:
+        for point in history["series"][name]:
+            row = rows.setdefault(point["epoch"], {"attempt": point["attempt"]})
+            row[name] = f"{point['value']:.6g}"
+    headers = ["EPOCH", "ATTEMPT", *(name.upper() for name in names)]
+    print_table(
+        headers,
+        ([epoch, row["attempt"], *(row.get(n, "-") for n in names)] for epoch, row in sorted(rows.items())),
+    )
+    for mark in history["attempts"]:
+        if mark["resumed_from_epoch"] is not None:
+            print(f"attempt {mark['attempt']} resumed from epoch {mark['resumed_from_epoch']}")
     return 0
 
 

@@ -14,14 +14,16 @@ from contracts.jobs import JobState
 from services.api import service
 from services.api.deps import (
     CurrentProject,
+    FeedDep,
     PublisherDep,
     SessionDep,
     StorageDep,
     SubmittingDep,
 )
 from services.api.errors import NotFound
+from services.api.metrics_history import metrics_history
 from services.api.routes.params import ArtifactName, Cursor, Framework, JobId
-from services.api.schemas import ArtifactOut, ErrorOut, JobCreate, JobOut, JobPage
+from services.api.schemas import ArtifactOut, ErrorOut, JobCreate, JobOut, JobPage, MetricsHistory
 from services.common.storage import InvalidKey, ObjectNotFound
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -85,6 +87,16 @@ async def list_jobs(
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
 async def get_job(job_id: JobId, project: CurrentProject, session: SessionDep) -> JobOut:
     return JobOut.of(await service.get_job(session, project.id, job_id))
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsHistory, responses=ERRORS)
+async def job_metrics(
+    job_id: JobId, project: CurrentProject, session: SessionDep, feed: FeedDep
+) -> MetricsHistory:
+    """Every metric of every epoch of the job (all attempts; an epoch once, as its last attempt had it),
+    with where each attempt began: series ready to plot."""
+    job = await service.get_job(session, project.id, job_id)
+    return await metrics_history(feed, job.id)
 
 
 @router.post(

@@ -115,8 +115,9 @@ class Health:
             self._down[dependency] = why
 
     def ready(self) -> tuple[bool, str]:
-        if not self.live()[0]:
-            return self.live()
+        live = self.live()
+        if not live[0]:
+            return live
         if self._down:
             return False, "; ".join(f"{name} down: {why}" for name, why in sorted(self._down.items()))
         return True, "ready"

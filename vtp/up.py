@@ -34,12 +34,12 @@ from messaging.credentials import NatsCredentials
 from vtp import prometheus
 from vtp.client import CLIENT_ENV, CliError, read_env_file, write_env_file
 from vtp.embedded import ownership
-from vtp.embedded.nats_server import write_config
+from vtp.embedded.nats_server import read_config, write_config
 from vtp.embedded.ports import free_port
 from vtp.embedded.postgres import Cluster, start_postgres
 from vtp.embedded.postgres import stop_postgres as stop_postgres
 from vtp.embedded.supervision import Child, say, stop_children, supervise_once
-from vtp.nats_auth import NatsUsers
+from vtp.nats_auth import NatsUsers, env_file
 
 PARTS = ("api", "scheduler", "events", "pool")
 # The pool's supervisor shares its runners' user (`runner-<pool>`): they inherit its environment.
@@ -237,16 +237,12 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 def embedded_nats_admin(data_dir: Path) -> tuple[str, NatsCredentials] | None:
     """The URL and admin credentials of the nats-server `vtp up` runs for `data_dir` (None: it has none),
     for `vtp pools prepare` to declare a pool on it."""
-    config, admin = data_dir / "nats" / "nats-server.conf", data_dir / "secrets" / "nats" / "admin.env"
-    if not config.is_file():
+    config = read_config(data_dir / "nats")
+    if config is None:
         return None
-    listen = next((line.split(":", 1)[1].strip() for line in config.read_text().splitlines()
-                   if line.startswith("listen:")), None)  # fmt: skip
-    if listen is None:
-        return None
+    admin = env_file(data_dir / "secrets" / "nats", nats_permissions.ADMIN)
     values = read_env_file(admin) if admin.is_file() else {}
-    credentials = NatsCredentials.model_validate(values)
-    return f"nats://{listen}", credentials
+    return config.url, NatsCredentials.model_validate(values)
 
 
 def child_environment(
@@ -319,7 +315,6 @@ def pool_environment(
     its NATS password as the 0600 file that holds it (`VTP_NATS_CREDENTIALS`), not in its environment."""
     from trainers.isolation import CREDENTIALS
     from trainers.pool import pool_environ
-    from vtp.nats_auth import env_file
 
     if infra.nats_users is None:
         return pool_environ(env)

@@ -55,6 +55,7 @@ class SchedulerApp:
             self.health.set_down(dependency, "not checked yet")
         self._metrics_server: metrics.ThreadingWSGIServer | None = None
         self._depths = metrics.PoolDepths()
+        self._beating: asyncio.Task[None] | None = None
 
     @property
     def nc(self) -> NATS:
@@ -64,7 +65,7 @@ class SchedulerApp:
     async def start(self) -> None:
         settings = self.settings
         # Beating from the start: a start-up slowed by NATS or Postgres is not a stalled process.
-        self._tasks.append(asyncio.create_task(self.health.beat_forever(), name="health"))
+        self._beating = asyncio.create_task(self.health.beat_forever(), name="health")
         if settings.metrics_port is not None:
             self._metrics_server = metrics.serve(settings.metrics_port, self.health, settings.metrics_host)
         private_key_pem = settings.callback_private_key_file.read_text()
@@ -130,11 +131,10 @@ class SchedulerApp:
         self._stopping.set()
         for subscription in self._subscriptions:
             await subscription.stop()
-        for task in self._tasks:
-            if task.get_name() == "health":
-                task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._beating is not None:
+            self._beating.cancel()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         if self.broker is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,20 @@ def write_private(path: Path, text: str) -> None:
     partial.touch(mode=0o600)
     partial.write_text(text)
     os.replace(partial, path)
+
+
+def read_config(data_dir: Path) -> NatsConfig | None:
+    """The config `write_config` wrote in `data_dir` (None: none there), its ports as written."""
+    path = data_dir / "nats-server.conf"
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    listen, http = (
+        re.search(rf"^{name}: 127\.0\.0\.1:(\d+)$", text, re.MULTILINE) for name in ("listen", "http")
+    )
+    if listen is None or http is None:
+        return None
+    return NatsConfig(path, int(listen.group(1)), int(http.group(1)))
 
 
 def write_config(

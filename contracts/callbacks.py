@@ -5,11 +5,13 @@ The job id and attempt come from the token, never from the body.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.base import FiniteFloat, StorableJson, StorableStr
+from contracts.output import MAX_LINES, OutputLine
 
 
 class CallbackBody(BaseModel):
@@ -21,10 +23,14 @@ class HeartbeatCallback(CallbackBody):
 
 
 class HeartbeatAnswer(BaseModel):
-    """`stop` is true when the trainer must stop (job cancelled, or this attempt is no longer current)."""
+    """`stop` is true when the trainer must stop (job cancelled, or this attempt is no longer current).
+    `callback_token`: the trainer's token was past half its life, and this one replaces it (expiring at
+    `expires_at`); the old one stays good until it expires."""
 
     stop: bool
     reason: str | None = None
+    callback_token: str | None = None
+    expires_at: datetime | None = None
 
 
 class ProgressCallback(CallbackBody):
@@ -38,8 +44,19 @@ class ProgressCallback(CallbackBody):
 
 
 class LogCallback(CallbackBody):
+    """A log line of the trainer's own (`message`), or a batch of its captured output (`lines`, in order;
+    `message` then says in a few words what the batch holds, for readers that know only `message`)."""
+
     level: Literal["debug", "info", "warning", "error"] = "info"
     message: StorableStr = Field(max_length=10_000)
+    lines: list[OutputLine] | None = Field(
+        default=None, max_length=MAX_LINES, description="the trainer's output, one entry a line"
+    )
+    batch_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="unique to the batch: a retried callback is recorded once",
+    )
 
 
 class ArtifactUploadRequest(CallbackBody):
@@ -58,6 +75,15 @@ class ArtifactCompleteCallback(CallbackBody):
 
 
 class DoneCallback(CallbackBody):
-    status: Literal["succeeded", "failed", "cancelled"]
+    """The attempt's last word. `retryable` (failed only): false when the failure would recur on every
+    attempt (a spec or model name the framework refuses, a dataset or weights that do not fit, CUDA out of
+    memory), so the job fails at once instead of spending its attempts; the reason says why. `preempted`:
+    the trainer was told to stop (SIGTERM: an eviction, a spot reclaim) and saved a resume checkpoint; the
+    job runs again, its attempt unchanged."""
+
+    status: Literal["succeeded", "failed", "cancelled", "preempted"]
     reason: StorableStr | None = Field(default=None, max_length=10_000)
     metrics: StorableJson = Field(default_factory=dict)
+    retryable: bool = Field(
+        default=True, description="failed only: false when another attempt would fail the same way"
+    )

@@ -39,6 +39,26 @@ class SubmitJob(Message):
         "project and the key (a retry is the same message), and `job.submitted` carries the key on, so a job "
         "row rebuilt from the stream still answers a retry with this job.",
     )
+    queue_timeout: int | None = Field(
+        default=None,
+        ge=1,
+        exclude_if=absent,
+        description='Seconds a queued attempt may wait for a runner; past it the job fails ("no runner took '
+        "it within ...\"). Absent: the platform's default (`VTP_QUEUE_TIMEOUT`).",
+    )
+
+    max_preemptions: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        exclude_if=absent,
+        description="How often the job may be preempted (SIGTERM: an eviction, a spot reclaim) and run "
+        "again at the same attempt; a preemption past it counts as a failed attempt. Absent: "
+        "`DEFAULT_MAX_PREEMPTIONS`.",
+    )
+
+
+DEFAULT_MAX_PREEMPTIONS = 10
 
 
 class CancelJob(Message):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import Field
 
-from contracts.base import Message
+from contracts.base import Message, absent
 from contracts.jobs import JobSpec
 
 # The artifact a trainer uploads after every epoch (model, optimizer and epoch count) and an attempt after the
@@ -30,3 +32,9 @@ class DispatchJob(Message):
     )
     trace_id: str
     traceparent: str | None = None
+    expires_at: datetime | None = Field(
+        default=None,
+        exclude_if=absent,
+        description="When `callback_token` and the signed URLs expire. A runner taking the job later than "
+        "shortly before asks the scheduler for new ones (contracts/credentials.py).",
+    )

@@ -23,11 +23,16 @@ class JobEvent(Message):
     - job.running: (empty)
     - job.progress: epoch, epochs, metrics; resumed_from_epoch on the first progress of an attempt that
       resumed from a checkpoint; epoch_seconds when the trainer timed the epoch
-    - job.log: level, message
+    - job.log: level, message; lines (each a stream and a text) when it carries a batch of the trainer's
+      captured output, `message` then summing it up
     - job.artifact: name, size, sha256, storage_key
     - job.retrying: reason, retry_at, next_attempt
+    - job.preempted: reason, preemptions (the job's count so far); state QUEUED, attempt unchanged, a
+      `job.queued` follows
     - job.succeeded: metrics
-    - job.failed: reason
+    - job.failed: reason; `retryable: false` when no retry could help (its trainer said another attempt
+      would fail the same way, or the job waited past its queue timeout): the job failed at that attempt,
+      whatever attempts were left
     - job.cancelled: reason
     """
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from contracts import callbacks, commands, dispatch, events, reports, subjects
+from contracts import callbacks, commands, credentials, dispatch, events, reports, subjects
 from contracts.jobs import EventType
 
 CONTRACTS_DIR = Path(__file__).resolve().parent
@@ -38,6 +38,9 @@ NATS_MESSAGES: tuple[type[BaseModel], ...] = (
     reports.ArtifactReport,
     reports.DoneReport,
     events.JobEvent,
+    credentials.TakeOver,
+    credentials.Renewal,
+    credentials.Grant,
 )
 HTTP_CALLBACK_BODIES: tuple[type[BaseModel], ...] = (
     callbacks.HeartbeatCallback,
@@ -119,6 +122,19 @@ def _channels() -> dict[str, dict[str, Any]]:
             f"Work for a pool's runners (stream {subjects.DISPATCH_STREAM}); one durable pull consumer "
             f"`{subjects.pool_consumer('<pool>')}` per pool.",
             pool=POOL_PARAMETER,
+        ),
+        "takeOver": _channel(
+            subjects.take_over_subject("{pool}"),
+            credentials.TakeOver,
+            "Request runner -> scheduler (core NATS), answered with a `Grant`: new credentials for a job "
+            "whose dispatch's expire soon.",
+            pool=POOL_PARAMETER,
+        ),
+        "renewal": _channel(
+            subjects.CREDENTIALS_RENEW,
+            credentials.Renewal,
+            "Request events -> scheduler (core NATS), answered with a `Grant`: a running trainer's new "
+            "token.",
         ),
     }
     for kind, model in reports.REPORT_KINDS.items():

@@ -41,6 +41,7 @@ class EventType(StrEnum):
     LOG = "job.log"
     ARTIFACT = "job.artifact"
     RETRYING = "job.retrying"
+    PREEMPTED = "job.preempted"
     SUCCEEDED = "job.succeeded"
     FAILED = "job.failed"
     CANCELLED = "job.cancelled"

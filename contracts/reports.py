@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from contracts.base import Message
+from contracts.base import Message, absent
+from contracts.output import OutputLine
 
 
 class Report(Message):
@@ -18,6 +19,13 @@ class Report(Message):
     attempt: int
     time: datetime
     trace_id: str | None = None
+    run: int | None = Field(
+        default=None,
+        ge=1,
+        exclude_if=absent,
+        description="How often the attempt had been preempted when the reporting run of it started (absent: "
+        "its first run). A report of an earlier run is rejected: that run was preempted.",
+    )
 
 
 class HeartbeatReport(Report):
@@ -38,9 +46,12 @@ class ProgressReport(Report):
 
 
 class LogReport(Report):
+    """A log line of the trainer's own, or a batch of its output (`lines`; `message` sums it up)."""
+
     kind: Literal["log"] = "log"
     level: str = "info"
     message: str
+    lines: list[OutputLine] | None = Field(default=None, exclude_if=absent)
 
 
 class ArtifactReport(Report):
@@ -53,9 +64,13 @@ class ArtifactReport(Report):
 
 class DoneReport(Report):
     kind: Literal["done"] = "done"
-    status: Literal["succeeded", "failed", "cancelled"]
+    status: Literal["succeeded", "failed", "cancelled", "preempted"]
     reason: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
+    retryable: bool = Field(
+        default=True,
+        description="failed only: false when another attempt would fail the same way (the job fails at once)",
+    )
 
 
 REPORT_KINDS: dict[str, type[Report]] = {

@@ -22,6 +22,10 @@ DISPATCH_ALL = f"{PREFIX}.dispatch.>"
 # Reports: events -> scheduler
 REPORTS_ALL = f"{PREFIX}.report.>"
 
+# Credentials: runner / events -> scheduler, core NATS request/reply (contracts/credentials.py)
+CREDENTIALS_ALL = f"{PREFIX}.credentials.>"
+CREDENTIALS_RENEW = f"{PREFIX}.credentials.renew"
+
 # Job events: scheduler -> api, events, other systems (the replayable history)
 EVENTS_ALL = f"{PREFIX}.job.>"
 
@@ -34,6 +38,11 @@ EVENTS_JOB_STATUS_CONSUMER = "events-job-status"
 
 def dispatch_subject(pool: str) -> str:
     return f"{PREFIX}.dispatch.{pool}"
+
+
+def take_over_subject(pool: str) -> str:
+    """Where a pool's runners ask for a job's credentials at take-over (their permissions name their pool)."""
+    return f"{PREFIX}.credentials.take.{pool}"
 
 
 def pool_consumer(pool: str) -> str:

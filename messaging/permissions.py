@@ -39,9 +39,13 @@ JS_API = "$JS.API"
 
 @dataclass(frozen=True)
 class Role:
+    """`responds`: may answer the requests it receives (publish once to each one's reply subject, which
+    lies in the requester's inbox)."""
+
     user: str
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
+    responds: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,8 @@ def api() -> Role:
 def scheduler() -> Role:
     """Takes commands and reports from its two durable push consumers (delivering into its inbox), which it
     may delete to make again (one made as a pull consumer by an older release); publishes job events and
-    dispatches; creates the dispatch consumer of a pool it dispatches to first (pools are named by jobs)."""
+    dispatches; creates the dispatch consumer of a pool it dispatches to first (pools are named by jobs);
+    answers credentials requests (contracts/credentials.py)."""
     own = (
         (subjects.COMMANDS_STREAM, subjects.SCHEDULER_COMMANDS_CONSUMER),
         (subjects.REPORTS_STREAM, subjects.SCHEDULER_REPORTS_CONSUMER),
@@ -157,17 +162,24 @@ def scheduler() -> Role:
             *(subject for stream, durable in own for subject in _own_push_consumer(stream, durable)),
             *_durable(subjects.DISPATCH_STREAM, "*"),
         ),
-        subscribe=_inbox(SCHEDULER),
+        subscribe=(*_inbox(SCHEDULER), subjects.CREDENTIALS_ALL),
+        responds=True,
     )
 
 
 def events() -> Role:
     """Publishes trainer reports; follows job statuses with its durable push consumer (delivering into its
-    inbox), which it may delete to make again (one made as a pull consumer by an older release)."""
+    inbox), which it may delete to make again (one made as a pull consumer by an older release); asks the
+    scheduler to renew a running trainer's token."""
     stream, durable = subjects.EVENTS_STREAM, subjects.EVENTS_JOB_STATUS_CONSUMER
     return Role(
         EVENTS,
-        publish=(subjects.REPORTS_ALL, *_stream_info(), *_own_push_consumer(stream, durable)),
+        publish=(
+            subjects.REPORTS_ALL,
+            subjects.CREDENTIALS_RENEW,
+            *_stream_info(),
+            *_own_push_consumer(stream, durable),
+        ),
         subscribe=_inbox(EVENTS),
     )
 
@@ -175,11 +187,17 @@ def events() -> Role:
 def runner(pool: str) -> Role:
     """A pool's runners pull one dispatch message at a time from the pool's consumer and settle it; the
     pool supervisor (same user) only checks that the consumer exists (it reads the lag over HTTP, /jsz).
-    Neither may create or change the consumer: its filter decides which pool's jobs it hands out."""
+    Neither may create or change the consumer: its filter decides which pool's jobs it hands out. A runner
+    asks for credentials of its own pool's jobs only."""
     user, stream, durable = runner_user(pool), subjects.DISPATCH_STREAM, subjects.pool_consumer(pool)
     return Role(
         user,
-        publish=(*_stream_info(), f"{JS_API}.CONSUMER.INFO.{stream}.{durable}", *_pull(stream, durable)),
+        publish=(
+            *_stream_info(),
+            f"{JS_API}.CONSUMER.INFO.{stream}.{durable}",
+            *_pull(stream, durable),
+            subjects.take_over_subject(pool),
+        ),
         subscribe=_inbox(user),
     )
 

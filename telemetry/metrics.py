@@ -50,6 +50,9 @@ JOB_RETRIES = Counter(
     "vtp_job_retries", "Attempts retried, by why the last one ended (scheduler)", ["reason"]
 )
 HEARTBEAT_TIMEOUTS = Counter("vtp_heartbeat_timeouts", "Attempts ended for a missing heartbeat (scheduler)")
+JOB_PREEMPTIONS = Counter(
+    "vtp_job_preemptions", "Runs preempted and queued again at the same attempt (scheduler)", ["pool"]
+)
 POOL_QUEUE_DEPTH = Gauge("vtp_pool_queue_depth", "Jobs QUEUED per pool (scheduler)", ["pool"])
 SCHEDULER_INPUTS = Counter(
     "vtp_scheduler_inputs",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from contracts.callbacks import ArtifactUploadAnswer, HeartbeatAnswer
+from contracts.output import OutputLine
 from telemetry import tracing
 from trainers.env import TrainerEnv
 
@@ -56,8 +57,8 @@ class CallbackClient:
         timeout: float = 30.0,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        self._api = httpx.Client(base_url=callback_url.rstrip("/") + "/", headers=headers, timeout=timeout)
+        self._token = token
+        self._api = httpx.Client(base_url=callback_url.rstrip("/") + "/", timeout=timeout)
         self._storage = httpx.Client(timeout=timeout)
         self._retry_delays = retry_delays
         self._context = otel_context.get_current()
@@ -82,8 +83,17 @@ class CallbackClient:
         self.close()
 
     def heartbeat(self) -> HeartbeatAnswer:
-        """Report liveness; the answer says whether to stop."""
-        return HeartbeatAnswer.model_validate(self._post("heartbeat", {}).json())
+        """Report liveness; the answer says whether to stop, and may carry a new token for every later
+        callback (the events service renews one past half its life)."""
+        answer = HeartbeatAnswer.model_validate(self._post("heartbeat", {}).json())
+        if answer.callback_token is not None:
+            self.use_token(answer.callback_token)
+            log.info("callback token renewed (expires %s)", answer.expires_at)
+        return answer
+
+    def use_token(self, token: str) -> None:
+        """Send `token` from now on. One assignment: a callback on another thread sends one or the other."""
+        self._token = token
 
     def progress(
         self,
@@ -103,10 +113,24 @@ class CallbackClient:
     def log(self, message: str, level: str = "info") -> None:
         self._post("log", {"level": level, "message": message[:10_000]})
 
-    def done(self, status: str, reason: str | None = None, metrics: dict[str, Any] | None = None) -> None:
+    def log_output(self, lines: Sequence[OutputLine], message: str, batch_id: str) -> None:
+        """A batch of the trainer's captured output (the runner's: trainers/output.py)."""
+        body = {"message": message, "lines": [line.model_dump() for line in lines], "batch_id": batch_id}
+        self._post("log", body)
+
+    def done(
+        self,
+        status: str,
+        reason: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        retryable: bool = True,
+    ) -> None:
+        """The attempt's last word; `retryable=False`: a failure another attempt would repeat."""
         body: dict[str, Any] = {"status": status, "metrics": metrics or {}}
         if reason is not None:
             body["reason"] = reason[:10_000]
+        if not retryable:
+            body["retryable"] = False
         self._post("done", body)
 
     def upload_artifact(self, path: Path, name: str) -> None:
@@ -137,7 +161,7 @@ class CallbackClient:
         self._post("artifacts/complete", {"name": name, "size": size, "sha256": sha256.hexdigest()})
 
     def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        headers = self.trace_headers()
+        headers = {**self.trace_headers(), "Authorization": f"Bearer {self._token}"}
         return self._with_retries(
             f"callback {path}", lambda: self._api.post(path, json=body, headers=headers)
         )

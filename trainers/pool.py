@@ -33,6 +33,7 @@ from messaging.credentials import NatsCredentials
 from telemetry import logs, metrics, tracing
 from trainers import isolation, jsz
 from trainers.lifetime import dies_with_parent
+from trainers.preemption import grace_from_environ
 from trainers.runner import RUNNER_VARIABLES, passed_to_trainer
 
 log = logging.getLogger("trainers.pool")
@@ -69,7 +70,8 @@ class PoolSettings:
             pool=env.get("VTP_POOL", "local"),
             concurrency=max(1, int(env.get("VTP_POOL_CONCURRENCY", "1"))),
             poll_interval=float(env.get("VTP_POOL_POLL_INTERVAL", "0.2")),
-            stop_timeout=float(env.get("VTP_POOL_STOP_TIMEOUT", "30")),
+            # Its runners' trainers may take their preemption grace to save a checkpoint, and then report.
+            stop_timeout=float(env.get("VTP_POOL_STOP_TIMEOUT", str(grace_from_environ(env) + 10))),
             credentials=isolation.read_credentials(env),
             trainer_uid_base=int(env.get("VTP_TRAINER_UID_BASE", str(TRAINER_UID_BASE))),
             metrics_port=int(env["VTP_METRICS_PORT"]) if env.get("VTP_METRICS_PORT") else None,

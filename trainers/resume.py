@@ -49,6 +49,9 @@ class Progress:
     their own, each epoch's report after its checkpoint, so a job that reported epoch N resumes after N.
     Training waits only for an upload still running when the next checkpoint comes. `flush()` waits for all
     of it; a report that failed raises there (or at the next checkpoint).
+
+    Preempted, `save_latest` brings the job's checkpoint up to the latest epoch completed within a deadline:
+    the upload under way, then the checkpoint the budget skipped, if the latest epoch's was.
     """
 
     def __init__(self, client: CallbackClient, checkpoint_budget: float | None = None) -> None:
@@ -59,9 +62,13 @@ class Progress:
         self._budget = checkpoint_budget_from_environ() if checkpoint_budget is None else checkpoint_budget
         self._last_checkpoint_at: float | None = None
         self._checkpoint_seconds = 0.0  # what the last one cost to write and upload
+        self.completed = 0  # the latest epoch the job completed, in this attempt's run or (resumed) before
+        self._saved: int | None = None  # the epoch the job's checkpoint holds, as far as this run knows
+        self._skipped: tuple[int, Callable[[], Path]] | None = None  # the latest epoch's, when not uploaded
 
     def resumed(self, epoch: int, epochs: int) -> None:
         self._resumed_from = epoch
+        self.completed = self._saved = epoch
         source = f"{RESUME_CHECKPOINT} of an earlier attempt"
         self.tell("info", f"resumed from epoch {epoch} of {epochs} ({source})")
 
@@ -76,26 +83,50 @@ class Progress:
     ) -> None:
         """Epoch `epoch` of `epochs` finished (in `seconds`, its checkpoint's writing included)."""
         log.info("epoch %d/%d %s", epoch, epochs, metrics)
+        self.completed = epoch
         resumed = self._resumed_from
         self._send(
             self._client.progress, epoch, epochs, metrics, resumed_from_epoch=resumed, epoch_seconds=seconds
         )
         self._resumed_from = None
 
-    def checkpoint(self, write: Callable[[], Path]) -> None:
-        """Upload the checkpoint of the epoch just finished (`write()` makes the file), replacing the job's
-        previous one, unless that would spend more than the checkpoint budget (see `checkpoint_due`). The
-        file is handed over: moved aside at once (the trainer may write the next one), deleted once sent.
-        One that does not get through (retries spent) costs a retry some epochs, not this attempt its
-        training."""
+    def checkpoint(self, epoch: int, write: Callable[[], Path]) -> None:
+        """Upload the checkpoint of `epoch`, just finished (`write()` makes the file), replacing the job's
+        previous one, unless that would spend more than the checkpoint budget (see `checkpoint_due`): then
+        `write` is kept for a preemption (`save_latest`) until the next epoch's checkpoint. The file is
+        handed over: moved aside at once (the trainer may write the next one), deleted once sent. One that
+        does not get through (retries spent) costs a retry some epochs, not this attempt its training."""
         self.flush()  # the previous upload is done with its file (and has measured its cost)
         now = time.monotonic()
         if not checkpoint_due(now, self._last_checkpoint_at, self._checkpoint_seconds, self._budget):
+            self._skipped = (epoch, write)
             return
+        self._skipped = None
         self._last_checkpoint_at = now
-        path = write()
-        uploading = path.replace(path.with_name(f".{path.name}.uploading"))
-        self._send(self._upload, uploading, now)
+        self._send_checkpoint(epoch, write(), now)
+
+    def save_latest(self, deadline: float) -> int | None:
+        """Preempted: bring the job's checkpoint up to the latest epoch completed by `deadline`
+        (time.monotonic()): wait for the upload under way, then write and upload the checkpoint the budget
+        skipped, if it is the latest epoch's. What would end later is given up. The epoch the job's
+        checkpoint then holds (None: none), which the reports of every epoch completed have gone out with.
+
+        A skipped checkpoint is written now, from the state training stopped in: for a timm model that is
+        the model a few batches into the next epoch, labelled with the epoch completed (the resumed run does
+        that next epoch again, from there); Ultralytics' own last.pt is still the completed epoch's."""
+        started = time.monotonic()
+        if self._wait(deadline) and self._skipped is not None and time.monotonic() < deadline:
+            epoch, write = self._skipped
+            self._skipped = None
+            self._send_checkpoint(epoch, write(), time.monotonic())
+            self._wait(deadline)
+        log.info(
+            "preempted: the job's checkpoint holds epoch %s of the %d completed (%.2f s to save)",
+            self._saved,
+            self.completed,
+            time.monotonic() - started,
+        )
+        return self._saved
 
     def flush(self) -> None:
         """Wait until every report and checkpoint handed over so far is sent."""
@@ -109,13 +140,32 @@ class Progress:
         log.log(logging.getLevelName(level.upper()), "%s", message)
         self._client.log(message, level)
 
+    def _wait(self, deadline: float) -> bool:
+        """Whether everything handed over so far was sent (or failed: a report lost is logged) by then."""
+        sent = self._sent
+        for index, future in enumerate(sent):
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                self._sent = sent[index:]
+                return False
+            except CallbackError as exc:
+                log.warning("a report did not get through: %s", exc)
+        self._sent = []
+        return True
+
     def _send(self, call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         # In the caller's context (its epoch's span): the report and the upload belong to that epoch.
         self._sent.append(self._sender.submit(contextvars.copy_context().run, call, *args, **kwargs))
 
-    def _upload(self, path: Path, started: float) -> None:
+    def _send_checkpoint(self, epoch: int, path: Path, started: float) -> None:
+        uploading = path.replace(path.with_name(f".{path.name}.uploading"))
+        self._send(self._upload, uploading, started, epoch)
+
+    def _upload(self, path: Path, started: float, epoch: int) -> None:
         try:
             self._client.upload_artifact(path, RESUME_CHECKPOINT)
+            self._saved = epoch
         except CallbackError as exc:
             log.warning("checkpoint not uploaded, training goes on: %s", exc)
         finally:

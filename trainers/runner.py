@@ -4,7 +4,8 @@ Take one message from the pool's durable consumer (nothing there: exit 0), ask t
 the job should still run (stop: ack and exit), start `python -m trainers.<framework>` with the trainer
 environment only (no NATS, database or storage credentials), keep the message alive with `in_progress()`,
 report `done(failed)` if the trainer exits non-zero or cannot be started, then ack. SIGTERM is forwarded
-to the trainer.
+to the trainer. The trainer's stdout and stderr are captured and sent to the job as log lines
+(trainers/output.py); a trainer that exits without a word fails with its last lines of stderr (`exit_reason`).
 
 The message comes through a FastStream pull subscriber (`messaging.broker`) bound to the consumer the admin
 made (`contracts.streams.pool_consumer`, by `vtp up` or `vtp pools prepare`): a runner creates no stream or
@@ -42,6 +43,7 @@ import logging
 import os
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,23 +60,27 @@ from contracts.dispatch import DispatchJob
 from messaging.broker import make_broker, pull_inbox
 from messaging.credentials import NatsCredentials
 from telemetry import logs, tracing
-from trainers import isolation
+from trainers import isolation, takeover
 from trainers.callbacks import CallbackClient, CallbackError
 from trainers.env import TrainerEnv
 from trainers.lifetime import dies_with_parent
+from trainers.output import OutputCapture
+from trainers.output_batch import OutputLimits
+from trainers.output_text import Redactor
 
 log = logging.getLogger("trainers.runner")
 
 IN_PROGRESS_EVERY = 15.0
 FETCH_TIMEOUT = 2.0
 NAK_DELAY = 10.0
+OUTPUT_LIMITS = OutputLimits()  # batches, rate limit and caps of a trainer's output (output_batch.py)
 # What the trainer inherits from the runner's environment; everything else (NATS_URL, NATS_PASSWORD,
 # DATABASE_URL, storage keys, cloud credentials...) stays behind, and so does any variable whose name says
 # it holds a secret (HF_TOKEN, say).
 PASSTHROUGH = ("PATH", "HOME", "LANG", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
 PASSTHROUGH_PREFIXES = (
     "LC_", "CUDA_", "NVIDIA_", "HF_", "TORCH_", "OMP_", "MKL_", "YOLO_", "VTP_LOG_", "VTP_CHECKPOINT_",
-    "OTEL_",
+    "VTP_PREEMPT_", "OTEL_",
 )  # fmt: skip
 # HEADERS: `OTEL_EXPORTER_OTLP_HEADERS` may hold a collector's credentials (the runner gets them, no trainer).
 SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET", "KEY", "CREDENTIAL", "AUTH", "HEADERS")
@@ -133,14 +139,27 @@ def trainer_environ(
     return child
 
 
-def exit_reason(returncode: int) -> str:
+# Signals that come from outside (a cancel, an eviction, the OOM killer): what the trainer last wrote says
+# nothing of why it ended. Any other death (a code, SIGSEGV, SIGABRT) ends its reason with its stderr.
+OUTSIDE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGKILL, signal.SIGINT})
+
+
+def exit_reason(returncode: int, stderr_tail: Sequence[str] = ()) -> str:
+    """Why an attempt failed when its trainer exited without a word: its exit status, and then the last
+    lines of its stderr (`trainers.output.tail_of`: a few lines, a couple of thousand characters)."""
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = str(-returncode)
-        return f"trainer exited with signal {name}"
-    return f"trainer exited with code {returncode}"
+        reason = f"trainer exited with signal {name}"
+        if -returncode in OUTSIDE_SIGNALS:
+            return reason
+    else:
+        reason = f"trainer exited with code {returncode}"
+    if not stderr_tail:
+        return reason
+    return f"{reason}; the last lines of its stderr:\n" + "\n".join(stderr_tail)
 
 
 async def _keep_alive(msg: NatsMessage) -> None:
@@ -152,7 +171,7 @@ async def _keep_alive(msg: NatsMessage) -> None:
             log.warning("in_progress failed: %s", exc)
 
 
-async def settle(msg: NatsMessage, settings: RunnerSettings) -> int:
+async def settle(msg: NatsMessage, settings: RunnerSettings, broker: NatsBroker) -> int:
     """The handler: run the job one dispatch message holds, and settle the message (the module's ack
     semantics). Returns the runner's exit status."""
     try:
@@ -161,10 +180,10 @@ async def settle(msg: NatsMessage, settings: RunnerSettings) -> int:
         log.error("terminating an unparseable dispatch message: %s", exc.errors()[:1])
         await msg.reject()  # term: no runner could ever run it
         return 1
-    return await run_job(msg, job, settings)
+    return await run_job(msg, job, settings, broker)
 
 
-async def run_job(msg: NatsMessage, job: DispatchJob, settings: RunnerSettings) -> int:
+async def run_job(msg: NatsMessage, job: DispatchJob, settings: RunnerSettings, broker: NatsBroker) -> int:
     """The attempt's span continues the dispatch's (its message's `traceparent`), linked to the pool's span
     that started this runner; the trainer continues it (`TRACEPARENT`)."""
     attributes = {
@@ -176,13 +195,23 @@ async def run_job(msg: NatsMessage, job: DispatchJob, settings: RunnerSettings) 
     parent = tracing.continue_job(tracing.extract(msg.headers), job.trace_id)
     started_by = tracing.link_to(tracing.extract({"traceparent": os.environ.get("TRACEPARENT", "")}))
     with tracing.span("run attempt", parent, SpanKind.CONSUMER, attributes, started_by) as span:
-        status = await _run_job(msg, job, settings)
+        status = await _run_job(msg, job, settings, broker)
         if status != 0:
             span.set_status(StatusCode.ERROR, "the attempt did not run to its end")
         return status
 
 
-async def _run_job(msg: NatsMessage, job: DispatchJob, settings: RunnerSettings) -> int:
+async def _run_job(msg: NatsMessage, job: DispatchJob, settings: RunnerSettings, broker: NatsBroker) -> int:
+    try:
+        job = await takeover.fresh_credentials(broker, job)
+    except takeover.CredentialsRefused as exc:
+        log.info("job %s attempt %d should not run: %s", job.job_id, job.attempt, exc)
+        await msg.ack()
+        return 0
+    except takeover.CredentialsUnavailable as exc:
+        log.warning("%s; handing the job back", exc)
+        await msg.nack(delay=NAK_DELAY)
+        return 1
     env = TrainerEnv.from_dispatch(job, settings.heartbeat_interval, tracing.traceparent())
     client = CallbackClient.from_env(env)
     try:
@@ -202,13 +231,19 @@ async def _run_job(msg: NatsMessage, job: DispatchJob, settings: RunnerSettings)
             log.info("job %s attempt %d should not run: %s", job.job_id, job.attempt, answer.reason)
             await msg.ack()
             return 0
+        # The runner's own callbacks (the trainer's output, a failure report) outlive its token in a long run.
+        renewing = asyncio.create_task(takeover.keep_fresh(broker, job, client.use_token))
         try:
-            returncode = await _run_trainer(msg, env, settings.trainer_user or isolation.trainer_user())
-            reason = exit_reason(returncode)
+            ended = await _run_trainer(msg, env, settings.trainer_user or isolation.trainer_user(), client)
+            returncode, reason = ended.returncode, exit_reason(ended.returncode, ended.stderr_tail)
         except TrainerNotStarted as exc:
             # Not the job's fault nor a reason to hand the message back: every runner of this image would
             # fail the same way, for ever. The attempt fails; the scheduler decides about a retry.
             returncode, reason = -1, str(exc)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
         if returncode != 0:
             log.warning("job %s attempt %d: %s", job.job_id, job.attempt, reason)
             try:
@@ -226,13 +261,21 @@ class TrainerNotStarted(Exception):
     """The trainer's process could not be started: no work folder, no interpreter, a failed user switch."""
 
 
-async def _run_trainer(msg: NatsMessage, env: TrainerEnv, user: isolation.TrainerUser) -> int:
+@dataclass(frozen=True)
+class TrainerExit:
+    returncode: int
+    stderr_tail: list[str]
+
+
+async def _run_trainer(
+    msg: NatsMessage, env: TrainerEnv, user: isolation.TrainerUser, client: CallbackClient
+) -> TrainerExit:
     try:
         work_dir = isolation.make_work_dir(user)
     except OSError as exc:
         raise TrainerNotStarted(f"could not start the trainer: no work folder ({exc})") from exc
     try:
-        return await _run_trainer_in(msg, env, user, work_dir)
+        return await _run_trainer_in(msg, env, user, work_dir, client)
     finally:
         isolation.remove_work_dir(work_dir)
 
@@ -242,19 +285,34 @@ def trainer_command(framework: str) -> list[str]:
 
 
 async def _run_trainer_in(
-    msg: NatsMessage, env: TrainerEnv, user: isolation.TrainerUser, work_dir: Path
-) -> int:
+    msg: NatsMessage, env: TrainerEnv, user: isolation.TrainerUser, work_dir: Path, client: CallbackClient
+) -> TrainerExit:
+    """Run the trainer to its end, its stdout and stderr captured (trainers/output.py) and sent to the job
+    as log lines (through the runner's `client`), with the job's own secrets redacted."""
+    redact = Redactor.for_job(env.callback_token, (env.dataset_url, env.resume_url, env.weights_url))
+    capture = OutputCapture(client, redact, OUTPUT_LIMITS)
+    try:
+        return await _capture_trainer(msg, env, user, work_dir, capture)
+    finally:
+        capture.close()
+
+
+async def _capture_trainer(
+    msg: NatsMessage, env: TrainerEnv, user: isolation.TrainerUser, work_dir: Path, capture: OutputCapture
+) -> TrainerExit:
     framework = env.spec.framework
     try:
         child = await asyncio.create_subprocess_exec(
             *trainer_command(framework),
-            env=trainer_environ(env, work_dir=work_dir, user=user),
+            env={**trainer_environ(env, work_dir=work_dir, user=user), **capture.environ()},
             cwd=work_dir,
             stdin=asyncio.subprocess.DEVNULL,
+            **capture.popen_options(),
             **user.popen_options(preexec_fn=dies_with_parent()),
         )
     except (OSError, subprocess.SubprocessError) as exc:  # SubprocessError: the preexec_fn raised
         raise TrainerNotStarted(f"could not start the trainer: {exc}") from exc
+    capture.started()
     log.info(
         "job %s attempt %d: started trainers.%s (pid %d, user %s)",
         env.job_id,
@@ -268,7 +326,10 @@ async def _run_trainer_in(
         loop.add_signal_handler(signum, _forward, child, signum)
     keep_alive = asyncio.create_task(_keep_alive(msg))
     try:
-        return await child.wait()
+        returncode = await capture.watch(child)
+        if dropped := capture.dropped:
+            log.info("job %s attempt %d: %d lines of output dropped", env.job_id, env.attempt, dropped)
+        return TrainerExit(returncode, capture.stderr_tail())
     finally:
         keep_alive.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -330,7 +391,7 @@ async def run(settings: RunnerSettings) -> int:
         if msg is None:
             log.info("pool %s: nothing to run", settings.pool)
             return 0
-        return await settle(msg, settings)
+        return await settle(msg, settings, broker)
     finally:
         await broker.stop()  # unsubscribes and drains: the ack is out before the runner exits
 

@@ -240,6 +240,27 @@ class ApiClient:
     def get_job_metrics(self, job_id: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/v1/jobs/{job_id}/metrics").json())
 
+    def job_logs(
+        self, job_id: str, tail: int | None = None, follow: bool = False, stream: str | None = None
+    ) -> Iterator[str]:
+        """A job's output, line by line; `follow`: until the job ends."""
+        params: dict[str, Any] = {"follow": "true"} if follow else {}
+        if tail is not None:
+            params["tail"] = tail
+        if stream:
+            params["stream"] = stream
+        timeout = httpx.Timeout(60, read=None if follow else 60)
+        try:
+            with self._http.stream(
+                "GET", f"/v1/jobs/{job_id}/logs", params=params, timeout=timeout
+            ) as response:
+                if response.is_error:
+                    response.read()
+                    raise ApiError.from_response(response)
+                yield from response.iter_lines()
+        except httpx.TransportError as exc:
+            raise CliError(f"lost the logs of job {job_id}: {exc}") from exc
+
     def list_jobs(
         self, state: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> dict[str, Any]:
@@ -279,17 +300,19 @@ class ApiClient:
         return dest
 
     def events(
-        self, job_id: str, last_event_id: str | None = None, reconnects: int = 5
+        self, job_id: str, last_event_id: str | None = None, reconnects: int = 5, pending: bool = False
     ) -> Iterator[SseEvent]:
-        """A job's events until its terminal event; a dropped connection resumes after the last event seen."""
+        """A job's events until its terminal event; a dropped connection resumes after the last event seen.
+        `pending`: also `job.pending` (why it waits; no id) while it waits."""
         failures = 0
+        path = f"/v1/jobs/{job_id}/events" + ("?pending=true" if pending else "")
         while True:
             headers = {"Accept": "text/event-stream"}
             if last_event_id:
                 headers["Last-Event-ID"] = last_event_id
             try:
                 with self._http.stream(
-                    "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=httpx.Timeout(60, read=None)
+                    "GET", path, headers=headers, timeout=httpx.Timeout(60, read=None)
                 ) as response:
                     if response.is_error:
                         response.read()

@@ -69,6 +69,7 @@ class NatsUsers:
                 "permissions": {
                     "publish": {"allow": list(role.publish)},
                     "subscribe": {"allow": list(role.subscribe)},
+                    **({"allow_responses": True} if role.responds else {}),
                 },
             }
             for role in self.roles

@@ -22,12 +22,19 @@ class JobView:
     epochs: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
+    # Why it waits and where (`job.pending`), while it is QUEUED.
+    pending_reason: str | None = None
+    queue_position: int | None = None
 
     def apply(self, event: SseEvent) -> None:
         data = event.data
         self.state = str(data.get("state", self.state))
         self.attempt = int(data.get("attempt", self.attempt))
         payload = data.get("payload") or {}
+        if event.event == "job.pending":
+            self.pending_reason, self.queue_position = data.get("pending_reason"), data.get("queue_position")
+        elif self.state != "QUEUED" or event.event in ("job.queued", "job.retrying"):
+            self.pending_reason = self.queue_position = None  # until the next job.pending says
         if event.event == "job.progress":
             self.epoch = int(payload.get("epoch", self.epoch))
             self.epochs = payload.get("epochs", self.epochs)
@@ -51,6 +58,10 @@ class JobView:
         if self.epochs:
             parts.append(f"epoch {self.epoch}/{self.epochs}")
         parts += [f"{name} {_number(value)}" for name, value in sorted(self.metrics.items())]
+        if self.queue_position is not None:
+            parts.append(f"queue position {self.queue_position}")
+        if self.pending_reason:
+            parts.append(self.pending_reason)
         if self.reason:
             parts.append(f"reason: {self.reason}")
         return "  ".join(parts)
@@ -96,7 +107,7 @@ def watch_job(client: ApiClient, job_id: str, console: Console | None = None) ->
     console = console or Console()
     view = JobView(job_id)
     if not console.is_terminal:
-        for event in client.events(job_id):
+        for event in client.events(job_id, pending=True):
             view.apply(event)
             console.print(describe(event, view), highlight=False, soft_wrap=True)
         return view
@@ -110,9 +121,11 @@ def watch_job(client: ApiClient, job_id: str, console: Console | None = None) ->
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(job_id, total=None, state=view.state, epochs="?", metrics="")
-        for event in client.events(job_id):
+        for event in client.events(job_id, pending=True):
             view.apply(event)
-            if event.event == "job.retrying":
+            if event.event == "job.pending":
+                progress.console.print(f"queued: {view.pending_reason}", highlight=False)
+            elif event.event == "job.retrying":
                 progress.console.print(f"retrying (attempt {view.attempt}): {view.reason}")
             elif event.event == "job.log" and (event.data.get("payload") or {}).get("level") in (
                 "warning",

@@ -24,7 +24,7 @@ from services.api.feed import EventFeed
 from services.api.messaging import CommandPublisher, NatsCommandPublisher
 from services.api.pools import PoolDirectory
 from services.api.read_model import ReadModelConsumer
-from services.api.routes import datasets, events, health, jobs, models, pools
+from services.api.routes import datasets, events, health, job_logs, jobs, models, pools
 from services.api.service import Lookups, Submitting
 from services.api.settings import ApiSettings
 from services.api.submit_shortcut import SubmitShortcut
@@ -149,6 +149,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(job_logs.router)
     app.include_router(models.router)
     app.include_router(pools.router)
     app.include_router(events.router)

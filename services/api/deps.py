@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.types import Scope
 
 from services.api import service
@@ -74,6 +74,11 @@ async def get_pools(request: Request) -> PoolDirectory:
     return request.app.state.pools  # type: ignore[no-any-return]
 
 
+async def get_engine(request: Request) -> AsyncEngine:
+    """For what opens a connection of its own now and then (an SSE stream, which holds none between)."""
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
 async def get_intake(request: Request) -> Intake:
     return request.app.state.intake  # type: ignore[no-any-return]
 
@@ -92,6 +97,7 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 PublisherDep = Annotated[CommandPublisher, Depends(get_publisher)]
 SubmittingDep = Annotated[Submitting, Depends(get_submitting)]
 PoolsDep = Annotated[PoolDirectory, Depends(get_pools)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 FeedDep = Annotated[EventFeed, Depends(get_feed)]
 ReadModelDep = Annotated[ReadModelConsumer, Depends(get_read_model)]

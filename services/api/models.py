@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -98,6 +99,16 @@ class Job(Base):
         UniqueConstraint("project_id", "idempotency_key", name="uq_api_jobs_project_idempotency_key"),
         Index("ix_api_jobs_project_created", "project_id", "created_at", "id"),
         Index("ix_api_jobs_project_state_created", "project_id", "state", "created_at", "id"),
+        # A pool's active jobs in queue order (`services.api.pending`); the jobs not QUEUED or RUNNING, nearly
+        # all of them, are not in it, and a submit (PENDING) writes no entry.
+        Index(
+            "ix_api_jobs_pool_active",
+            "pool",
+            "state",
+            "queued_at",
+            "id",
+            postgresql_where=text("state IN ('QUEUED', 'RUNNING')"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -121,11 +132,17 @@ class Job(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     final_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     reason: Mapped[str | None] = mapped_column(Text)
+    # Times the job was preempted and ran again at the same attempt (job.preempted).
+    preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     # The starting weights the job named (`contracts.weights`), if any.
     weights: Mapped[str | None] = mapped_column(String(240))
     # The export formats the job asked for (`contracts.exports`), if any.
     export: Mapped[list[str] | None] = mapped_column(JSONB)
+    # When the job took its place in its pool's dispatch queue (its latest `job.queued`); null while a retry
+    # waits out its backoff (until `retry_at`), when it is in no queue.
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Artifact(Base):

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     TextClause,
     and_,
+    bindparam,
     delete,
     func,
     or_,
@@ -333,6 +334,65 @@ async def pool_loads(conn: AsyncConnection) -> dict[str, PoolLoad]:
     return {pool: PoolLoad(waiting, running_, oldest) for pool, waiting, running_, oldest in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class QueuePlace:
+    """A waiting job's place in its pool's queue (1: the next one a runner takes) and the jobs running on
+    that pool, of every project: a pool's queue is shared."""
+
+    position: int
+    running: int
+
+
+# Both read `ix_api_jobs_pool_active` (a pool's QUEUED and RUNNING jobs in queue order) alone. A job in a
+# retry's backoff has no `queued_at`, so it is in no place, and no job counts it ahead of itself.
+_PLACE_OF_ONE = text(
+    f"SELECT (SELECT count(*) FROM {jobs.name} WHERE pool = :pool AND state = 'QUEUED' "
+    "AND (queued_at, id) < (:queued_at, :id)) + 1, "
+    f"(SELECT count(*) FROM {jobs.name} WHERE pool = :pool AND state = 'RUNNING')"
+)
+_PLACES = text(
+    "SELECT w.id, w.position, coalesce(r.running, 0) FROM ("
+    "SELECT id, pool, row_number() OVER (PARTITION BY pool ORDER BY queued_at, id) AS position "
+    f"FROM {jobs.name} "
+    "WHERE state = 'QUEUED' AND queued_at IS NOT NULL AND pool = ANY(CAST(:pools AS text[]))"
+    ") AS w LEFT JOIN ("
+    f"SELECT pool, count(*) AS running FROM {jobs.name} "
+    "WHERE state = 'RUNNING' AND pool = ANY(CAST(:pools AS text[])) GROUP BY pool"
+    ") AS r ON r.pool = w.pool WHERE w.id = ANY(CAST(:ids AS text[]))"
+)
+
+
+_WAITING_COLUMNS = ("id", "state", "pool", "attempt", "max_attempts", "reason", "queued_at", "retry_at")
+_WAITING_JOB = select(*(jobs.c[column] for column in _WAITING_COLUMNS)).where(jobs.c.id == bindparam("id"))
+
+
+async def waiting_job(conn: AsyncConnection, job_id: str) -> Job | None:
+    """The columns of a job that say whether and where it waits (`services.api.pending`), as a plain
+    (transient) `Job`."""
+    row = (await conn.execute(_WAITING_JOB, {"id": job_id})).first()
+    return None if row is None else Job(**row._mapping)
+
+
+async def queue_places(
+    conn: AsyncConnection, waiting: Sequence[tuple[str, str, datetime]]
+) -> dict[str, QueuePlace]:
+    """The places of waiting jobs, given as (id, pool, queued_at), by id; one statement. One job costs a count
+    of the jobs ahead of it; several (a page), one pass over the queues of their pools."""
+    if not waiting:
+        return {}
+    if len(waiting) == 1:
+        [(job_id, pool, queued_at)] = waiting
+        parameters = {"id": job_id, "pool": pool, "queued_at": queued_at}
+        position, running = (await conn.execute(_PLACE_OF_ONE, parameters)).one()
+        return {job_id: QueuePlace(int(position), int(running))}
+    parameters_many = {
+        "ids": [job_id for job_id, _, _ in waiting],
+        "pools": sorted({pool for _, pool, _ in waiting}),
+    }
+    rows = await conn.execute(_PLACES, parameters_many)
+    return {job_id: QueuePlace(int(position), int(running)) for job_id, position, running in rows}
+
+
 async def list_jobs(
     session: AsyncSession,
     project_id: str,
@@ -340,6 +400,7 @@ async def list_jobs(
     limit: int,
     after: tuple[datetime, str] | None,
     framework: str | None = None,
+    pool: str | None = None,
 ) -> list[Job]:
     """Newest first; `after` is the (created_at, id) of the last job of the previous page. Without
     `framework`, all but dataset validation jobs."""
@@ -350,6 +411,8 @@ async def list_jobs(
         statement = statement.where(Job.framework != VALIDATION_FRAMEWORK)
     if state is not None:
         statement = statement.where(Job.state == state)
+    if pool is not None:
+        statement = statement.where(Job.pool == pool)
     if after is not None:
         created_at, job_id = after
         statement = statement.where(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -16,6 +16,9 @@ from contracts.jobs import POOL_PATTERN, SPEC_MODELS, Framework, JobSpec, JobSta
 from contracts.weights import WeightsReference
 from services.api.errors import InvalidField
 from services.api.models import Artifact, Dataset, DatasetStatus, Job
+
+if TYPE_CHECKING:
+    from services.api.pending import Pending
 
 
 class JobCreate(BaseModel):
@@ -45,6 +48,20 @@ class JobCreate(BaseModel):
     )
     pool: str = Field(default="local", pattern=POOL_PATTERN)
     max_attempts: int = Field(default=3, ge=1, le=100)
+    queue_timeout: int | None = Field(
+        default=None,
+        ge=1,
+        le=365 * 86_400,
+        description="Seconds an attempt may wait for a runner; past it the job fails. Default: the "
+        "platform's (VTP_QUEUE_TIMEOUT, a week).",
+    )
+    max_preemptions: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="How often the job may be preempted (an eviction, a spot reclaim) and resume at the same "
+        "attempt; past it a preemption counts as a failed attempt. Default: 10.",
+    )
     weights: WeightsReference | None = None
     export: ExportFormats | None = None
 
@@ -90,13 +107,30 @@ class JobOut(BaseModel):
     updated_at: datetime
     metrics: dict[str, Any] | None = Field(description="Metrics of the latest epoch (job.progress).")
     final_metrics: dict[str, Any] | None = Field(description="Metrics reported when the job succeeded.")
-    reason: str | None = Field(description="Why the job failed, was cancelled, or is being retried.")
+    reason: str | None = Field(
+        description="Why the job failed, was cancelled, is being retried, or was preempted."
+    )
+    preemptions: int = Field(
+        default=0, description="Times it was preempted and ran again at the same attempt (job.preempted)."
+    )
     weights: str | None = Field(default=None, description="The starting weights the job named.")
     export: list[str] | None = Field(default=None, description="The export formats the job asked for.")
+    queue_position: int | None = Field(
+        default=None,
+        description="QUEUED: its place in its pool's queue, of every project's jobs (1: the next one a "
+        "runner takes); null otherwise, and during a retry's backoff.",
+    )
+    pending_reason: str | None = Field(
+        default=None, description="QUEUED: why it waits, in words; null otherwise."
+    )
 
     @classmethod
-    def of(cls, job: Job) -> JobOut:
-        return cls.of_row({column: getattr(job, column) for column in _JOB_COLUMNS})
+    def of(cls, job: Job, pending: Pending | None = None) -> JobOut:
+        """`pending`: why it waits, if it is QUEUED (`services.api.pending`)."""
+        out = cls.of_row({column: getattr(job, column) for column in _JOB_COLUMNS})
+        if pending is not None:
+            out.queue_position, out.pending_reason = pending.position, pending.reason
+        return out
 
     @classmethod
     def of_row(cls, row: Mapping[str, Any]) -> JobOut:
@@ -121,6 +155,7 @@ class JobOut(BaseModel):
             metrics=row.get("metrics"),
             final_metrics=row.get("final_metrics"),
             reason=row.get("reason"),
+            preemptions=row.get("preemptions") or 0,
             weights=row.get("weights"),
             export=row.get("export"),
         )
@@ -231,6 +266,13 @@ class ArtifactOut(BaseModel):
             created_at=artifact.created_at,
             download_path=f"/v1/jobs/{artifact.job_id}/artifacts/{artifact.name}",
         )
+
+
+class ArtifactUrl(BaseModel):
+    """A signed URL that downloads one artifact without a key (a browser follows it), until `expires_at`."""
+
+    url: str = Field(description="GET it: the file, as an attachment named for the artifact.")
+    expires_at: datetime
 
 
 class ModelOut(BaseModel):

@@ -188,6 +188,8 @@ async def submit_job(
         trace_id=trace_id,
         submitted_at=now,
         idempotency_key=idempotency_key,
+        queue_timeout=request.queue_timeout,
+        max_preemptions=request.max_preemptions,
     )
     with tracing.job_root("publish submit", trace_id, {"vtp.job_id": job_id, "vtp.pool": request.pool}):
         created = await submitting.writer.submit(values, command)
@@ -263,10 +265,11 @@ async def list_jobs(
     limit: int,
     cursor: str | None,
     framework: str | None = None,
+    pool: str | None = None,
 ) -> tuple[list[Job], str | None]:
     after = decode_cursor(cursor) if cursor else None
     state_value = state.value if state else None
-    rows = await repository.list_jobs(session, project_id, state_value, limit + 1, after, framework)
+    rows = await repository.list_jobs(session, project_id, state_value, limit + 1, after, framework, pool)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return page, next_cursor
@@ -329,7 +332,26 @@ def _changes(event: JobEvent) -> dict[str, Any]:
         changes["reason"] = None
     elif event.type in (EventType.FAILED, EventType.CANCELLED, EventType.RETRYING):
         changes["reason"] = payload.get("reason")
+    elif event.type == EventType.PREEMPTED:
+        changes["reason"] = payload.get("reason")
+        if isinstance(payload.get("preemptions"), int):
+            changes["preemptions"] = payload["preemptions"]
+    # Where the job waits (`services.api.pending`): in its pool's queue from job.queued, in no queue while a
+    # retry's backoff runs.
+    if event.type == EventType.QUEUED:
+        changes["queued_at"], changes["retry_at"] = event.time, None
+    elif event.type == EventType.RETRYING:
+        changes["queued_at"], changes["retry_at"] = None, _moment(payload.get("retry_at"), event.time)
     return changes
+
+
+def _moment(value: Any, default: datetime) -> datetime:
+    """An aware ISO time from an event's payload; `default` for anything else."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    return moment if moment is not None and moment.tzinfo is not None else default
 
 
 async def apply_event(conn: AsyncConnection, event: JobEvent) -> None:

@@ -31,6 +31,9 @@ class ApiSettings(CommonSettings):
     )
     # How long a signed dataset upload URL (`POST /v1/datasets/uploads`) stays valid, in seconds.
     upload_url_ttl: int = Field(default=3600, ge=1, validation_alias="VTP_UPLOAD_URL_TTL")
+    # How long a signed artifact download URL (`GET /v1/jobs/{id}/artifacts/{name}/url`) stays valid: long
+    # enough to start the download (it then runs to the end), short as it needs no key.
+    download_url_ttl: int = Field(default=300, ge=1, validation_alias="VTP_DOWNLOAD_URL_TTL")
     # An upload not turned into a dataset this many seconds after it was written is deleted.
     upload_keep_seconds: int = Field(default=86_400, ge=1, validation_alias="VTP_UPLOAD_KEEP_SECONDS")
     # One log line per request costs a submit about 5% more CPU; off unless asked for (debugging).

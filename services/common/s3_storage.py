@@ -28,6 +28,7 @@ from services.common.storage import (
     ObjectNotFound,
     ObjectTooLarge,
     StorageError,
+    attachment,
     validate_key,
 )
 
@@ -215,8 +216,11 @@ class S3Storage:
     def presign(self, key: str, method: Method, ttl_seconds: int, max_bytes: int | None = None) -> str:
         """A URL for this one key and method until `ttl_seconds` from now (a week at most). A presigned PUT
         cannot carry a size limit (S3 takes up to 5 GiB in one PUT): `max_bytes` is for whoever takes the
-        object to check, as the api does when a dataset upload is registered."""
+        object to check, as the api does when a dataset upload is registered. A GET answers as an
+        attachment, as the local backend's does (the signature covers it)."""
         params = {"Bucket": self.bucket, "Key": validate_key(key)}
+        if method == "GET":
+            params["ResponseContentDisposition"] = attachment(key)
         url: str = self._presigner.generate_presigned_url(
             _OPERATIONS[method], Params=params, ExpiresIn=min(ttl_seconds, MAX_PRESIGN_SECONDS)
         )

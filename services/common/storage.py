@@ -90,6 +90,12 @@ def weights_key(reference: str) -> str:
     return model_key(reference)
 
 
+def attachment(key: str) -> str:
+    """The `Content-Disposition` a signed GET answers with, both backends: a browser following the URL saves
+    the object as a file named for the key's last part (an artifact's name). A key needs no quoting."""
+    return f'attachment; filename="{validate_key(key).rsplit("/", 1)[-1]}"'
+
+
 def upload_key(project_id: str, upload_id: str) -> str:
     """Where a client PUTs a dataset archive before `POST /v1/datasets` takes it: under its project, so an
     upload id is only ever usable by the project that asked for it."""

@@ -26,6 +26,19 @@ class CallbackClaims:
     job_id: str
     attempt: int
     expires_at: int
+    issued_at: int = 0
+    # How often the attempt was preempted before this run of it (a preempted attempt runs again).
+    run: int = 0
+
+    @property
+    def run_id(self) -> str:
+        """The run's name in message ids: `<job_id>:<attempt>`, and `:<run>` after a preemption."""
+        base = f"{self.job_id}:{self.attempt}"
+        return f"{base}:{self.run}" if self.run else base
+
+    def past_half_life(self, now: float) -> bool:
+        """Whether the token has lived half its lifetime: time for a new one (services/events/renewal.py)."""
+        return now >= self.issued_at + (self.expires_at - self.issued_at) / 2
 
 
 def generate_keypair(directory: Path) -> tuple[Path, Path]:
@@ -66,10 +79,15 @@ def load_public_key(pem: str) -> Ed25519PublicKey:
 
 
 def mint(
-    private_key: SigningKey, job_id: str, attempt: int, ttl_seconds: int, now: float | None = None
+    private_key: SigningKey,
+    job_id: str,
+    attempt: int,
+    ttl_seconds: int,
+    now: float | None = None,
+    run: int = 0,
 ) -> str:
     issued = int(now if now is not None else time.time())
-    claims = {
+    claims: dict[str, object] = {
         "sub": f"{job_id}/{attempt}",
         "job_id": job_id,
         "attempt": attempt,
@@ -78,6 +96,8 @@ def mint(
         "iat": issued,
         "exp": issued + ttl_seconds,
     }
+    if run:
+        claims["run"] = run
     return jwt.encode(claims, private_key, algorithm=ALGORITHM)
 
 
@@ -125,6 +145,15 @@ def verify(public_key: VerifyingKey, token: str) -> CallbackClaims:
         raise TokenRefused("callback token expired") from exc
     except jwt.InvalidTokenError as exc:
         raise TokenRefused(f"invalid callback token: {exc}") from exc
+    run = claims.get("run", 0)
     if not isinstance(claims["job_id"], str) or not isinstance(claims["attempt"], int):
         raise TokenRefused("invalid callback token: malformed job_id/attempt claims")
-    return CallbackClaims(job_id=claims["job_id"], attempt=claims["attempt"], expires_at=claims["exp"])
+    if not isinstance(run, int) or isinstance(run, bool) or run < 0:
+        raise TokenRefused("invalid callback token: malformed run claim")
+    return CallbackClaims(
+        job_id=claims["job_id"],
+        attempt=claims["attempt"],
+        expires_at=claims["exp"],
+        issued_at=claims["iat"],
+        run=run,
+    )

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI, Request
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,6 +21,7 @@ from services.common.http_guard import BodyLimit, Headers, Limits, RequestGuard
 from services.common.http_health import READINESS_RESPONSES
 from services.common.startup import tune_garbage_collector
 from services.events.handlers import JobStatusConsumer, ensure_job_status_consumer
+from services.events.renewal import TokenRenewer
 from services.events.routes import callbacks
 from services.events.routes import storage as storage_routes
 from services.events.service import CallbackService, StorageService, verify_token
@@ -33,8 +35,34 @@ log = logging.getLogger(__name__)
 ENVELOPE_BYTES = 16 * 1024
 
 
+STORAGE_PREFIX = "/v1/storage/"
+
+
 def _protected(scope: Scope) -> bool:
     return bool(scope["path"].startswith("/v1/callbacks/"))
+
+
+class StorageCors:
+    """CORS for the signed storage URLs only, so that the dashboard (another origin) can PUT a dataset archive
+    straight to storage: starlette's `CORSMiddleware` answers the preflight `OPTIONS` (which carries no
+    signature) and marks the answers. Any origin may: a signed URL carries its authorization in its query
+    and no cookie is involved. The callbacks (bearer tokens of trainers, never browsers) answer no origin."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=["*"],
+            allow_methods=["GET", "PUT"],
+            allow_headers=["content-type"],
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(STORAGE_PREFIX):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 async def _authenticate(scope: Scope, headers: Headers) -> tokens.CallbackClaims:
@@ -47,7 +75,7 @@ async def _authenticate(scope: Scope, headers: Headers) -> tokens.CallbackClaims
 def _body_limit(limits: Limits) -> BodyLimit:
     def body_limit(scope: Scope, headers: Headers) -> int | None:
         # A signed PUT streams the object to storage within the URL's own limit.
-        if scope["method"] == "PUT" and scope["path"].startswith("/v1/storage/"):
+        if scope["method"] == "PUT" and scope["path"].startswith(STORAGE_PREFIX):
             return None
         return limits.json_body
 
@@ -82,7 +110,9 @@ def create_app(settings: EventsSettings) -> FastAPI:
         # Artifacts go to the configured backend; `/v1/storage` serves only the local one (S3's presigned URLs
         # point at S3 itself).
         objects = storage.make_storage(settings)
-        app.state.callbacks = CallbackService(js, status_reader, objects, settings.artifact_url_ttl)
+        app.state.callbacks = CallbackService(
+            js, status_reader, objects, settings.artifact_url_ttl, renewer=TokenRenewer(nc)
+        )
         app.state.storage = StorageService(local, signer, settings.max_upload_bytes)
         await broker.start()
         tune_garbage_collector()
@@ -95,10 +125,13 @@ def create_app(settings: EventsSettings) -> FastAPI:
             await objects.aclose()
 
     app = FastAPI(title="vtp events", version="1", lifespan=lifespan)
-    # The token and the body limit come before anything reads the body; the access log sees every answer.
+    # The token and the body limit come before anything reads the body; a storage preflight is answered
+    # before them, and the guard's refusals of a storage request carry CORS headers the browser can read;
+    # the access log sees every answer.
     app.add_middleware(
         RequestGuard, protected=_protected, authenticate=_authenticate, body_limit=_body_limit(limits)
     )
+    app.add_middleware(StorageCors)
     app.add_middleware(NotedAnswers, access_log=settings.access_log)
     http_errors.install(app)
     tracing.instrument_fastapi(app)  # only when tracing is on

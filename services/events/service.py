@@ -42,6 +42,7 @@ from contracts.reports import (
 from services.common import storage, tokens
 from services.common.tokens import CallbackClaims
 from services.events import errors, repository
+from services.events.renewal import TokenRenewer
 from services.events.repository import JobStatusRow
 from telemetry import tracing
 
@@ -103,15 +104,25 @@ class CallbackService:
         object_storage: storage.Storage,
         artifact_url_ttl: int,
         clock: Callable[[], datetime] = utcnow,
+        renewer: TokenRenewer | None = None,
     ) -> None:
+        """`renewer`: renews tokens past half their life in heartbeat answers (none: they live as minted)."""
         self._js = js
+        self._renewer = renewer
         self._status_reader = status_reader
         self._storage = object_storage
         self._artifact_url_ttl = artifact_url_ttl
         self._clock = clock
 
     async def heartbeat(self, claims: CallbackClaims, trace: Context) -> HeartbeatAnswer:
-        await self._publish(HeartbeatReport(**self._base(claims, self._clock(), trace)), trace)
+        now = self._clock()
+        await self._publish(HeartbeatReport(**self._base(claims, now, trace)), trace)
+        answer = await self._stop_answer(claims)
+        if answer.stop or self._renewer is None or not claims.past_half_life(now.timestamp()):
+            return answer
+        return await self._renewer.renewed(claims, answer)
+
+    async def _stop_answer(self, claims: CallbackClaims) -> HeartbeatAnswer:
         try:
             async with self._status_reader.connect() as conn:
                 status = await repository.get_job_status(conn, claims.job_id)
@@ -154,8 +165,15 @@ class CallbackService:
 
     async def log(self, claims: CallbackClaims, body: LogCallback, trace: Context) -> None:
         await self._fence(claims, strict=False)
-        report = LogReport(**self._base(claims, self._clock(), trace), level=body.level, message=body.message)
-        await self._publish(report, trace)
+        report = LogReport(
+            **self._base(claims, self._clock(), trace),
+            level=body.level,
+            message=body.message,
+            lines=body.lines,
+        )
+        # A batch of output is recorded once, however often its callback is retried.
+        msg_id = f"{claims.job_id}:{claims.attempt}:log:{body.batch_id}" if body.batch_id else None
+        await self._publish(report, trace, msg_id=msg_id)
 
     async def request_upload(
         self, claims: CallbackClaims, body: ArtifactUploadRequest
@@ -211,10 +229,11 @@ class CallbackService:
             status=body.status,
             reason=body.reason,
             metrics=body.metrics,
+            retryable=body.retryable,
         )
         # One done per attempt: a retried callback, or the runner reporting after its trainer did, is dropped
         # by JetStream's duplicate window.
-        await self._publish(report, trace, msg_id=f"{claims.job_id}:{claims.attempt}:done")
+        await self._publish(report, trace, msg_id=f"{claims.run_id}:done")
 
     @staticmethod
     def _base(claims: CallbackClaims, time: datetime, trace: Context) -> dict[str, object]:
@@ -223,6 +242,7 @@ class CallbackService:
             "attempt": claims.attempt,
             "time": time,
             "trace_id": tracing.trace_id_of(trace),
+            "run": claims.run or None,
         }
 
     @staticmethod

@@ -10,15 +10,17 @@ import signal
 import uvloop
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts import streams, subjects
 from messaging.broker import make_broker
 from messaging.nats import ensure_streams
-from messaging.subscribers import BatchSubscription, ensure_push_consumer
+from messaging.subscribers import BatchSubscription, ensure_push_consumer, raw_message
 from services.common.startup import tune_garbage_collector
 from services.common.storage import make_storage
 from services.scheduler import repository
+from services.scheduler.credentials import Desk, Issuer
 from services.scheduler.handlers import Handler, Parser, parse_command, parse_report
 from services.scheduler.publisher import Publisher
 from services.scheduler.service import SchedulerService
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # How often readiness (NATS, Postgres) and the pools' queue depths are read.
 WATCH_INTERVAL = 5.0
+CREDENTIALS_QUEUE = "scheduler-credentials"
 
 
 def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
@@ -74,9 +77,11 @@ class SchedulerApp:
         await self.broker.connect()
         js = self.nc.jetstream()
         await ensure_streams(js)
-        storage = make_storage(settings)
-        publisher = Publisher(js, storage, private_key_pem, settings.events_url, settings.callback_token_ttl)
-        self.service = SchedulerService(self.engine, publisher, settings.policy)
+        issuer = Issuer(make_storage(settings), private_key_pem, settings.callback_token_ttl)
+        self.service = SchedulerService(
+            self.engine, Publisher(js, issuer, settings.events_url), settings.policy
+        )
+        self._answer_credentials(Desk(self.engine, issuer))
         # What a crash left committed but unsent goes out before any new input is applied.
         await self.service.relay.relay_leftovers(older_than=0)
 
@@ -110,6 +115,20 @@ class SchedulerApp:
         self._tasks.append(asyncio.create_task(self._watch(), name="watch"))
         tune_garbage_collector()
         log.info("scheduler started")
+
+    def _answer_credentials(self, desk: Desk) -> None:
+        """Credentials requests (core NATS, no ack: a request nobody answers is asked again). Every replica
+        joins one queue group, so each request gets one answer."""
+        assert self.broker is not None
+        subscriber = self.broker.subscriber(
+            subjects.CREDENTIALS_ALL, queue=CREDENTIALS_QUEUE, decoder=raw_message
+        )
+
+        async def answer(message: Msg) -> bytes:
+            grant = await desk.answer(message.subject, message.data)
+            return grant.model_dump_json(exclude_none=True).encode()
+
+        subscriber(answer)
 
     async def _watch(self) -> None:
         """Every few seconds: whether NATS and Postgres answer (readiness), and each pool's queue depth."""

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     Identity,
     Index,
     Integer,
@@ -21,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from contracts.commands import DEFAULT_MAX_PREEMPTIONS
 
 
 class Base(DeclarativeBase):
@@ -54,11 +57,18 @@ class JobRow(Base):
     # When the job entered its state (the time of the input that moved it): what queue and run times
     # are measured from.
     state_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The job's own queue timeout (seconds; none: the policy's), and when its queued attempt fails unless
+    # a runner takes it first.
+    queue_timeout: Mapped[float | None] = mapped_column(Float)
+    queue_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Times the job was preempted (its attempt ran again, unchanged), and how often it may be.
+    preemptions: Mapped[int] = mapped_column(Integer, server_default="0")
+    max_preemptions: Mapped[int] = mapped_column(Integer, server_default=str(DEFAULT_MAX_PREEMPTIONS))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
-        # The ticker's two questions: whose heartbeat deadline passed, whose retry time came.
+        # The ticker's questions: whose heartbeat deadline passed, whose retry time came, who waited too long.
         Index(
             "ix_scheduler_jobs_heartbeat_deadline",
             "heartbeat_deadline",
@@ -66,6 +76,11 @@ class JobRow(Base):
         ),
         Index("ix_scheduler_jobs_retry_at", "retry_at", postgresql_where=text("retry_at IS NOT NULL")),
         Index("ix_scheduler_jobs_queued_pool", "pool", postgresql_where=text("state = 'QUEUED'")),
+        Index(
+            "ix_scheduler_jobs_queue_deadline",
+            "queue_deadline",
+            postgresql_where=text("queue_deadline IS NOT NULL"),
+        ),
     )
 
 

@@ -47,8 +47,12 @@ def _record_events(command: Input, decision: Decision, previous: Job | None, job
             metrics.JOBS_FINISHED.labels(state=event.state.value.lower(), **labels).inc()
         if event.type == EventType.RETRYING:
             metrics.JOB_RETRIES.labels(reason=_retry_reason(command)).inc()
-        if isinstance(command, Tick) and event.type in (EventType.RETRYING, EventType.FAILED):
+        # A tick ends a running attempt only for its missing heartbeat (a queued one, for its queue timeout).
+        running = previous is not None and previous.state is JobState.RUNNING
+        if isinstance(command, Tick) and running and event.type in (EventType.RETRYING, EventType.FAILED):
             metrics.HEARTBEAT_TIMEOUTS.inc()
+        if event.type == EventType.PREEMPTED:
+            metrics.JOB_PREEMPTIONS.labels(pool=job.pool).inc()
         epoch_seconds = event.payload.get("epoch_seconds") if event.type == EventType.PROGRESS else None
         if isinstance(epoch_seconds, int | float):
             metrics.EPOCH_SECONDS.labels(framework=job.spec.framework).observe(epoch_seconds)

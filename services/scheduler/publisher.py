@@ -2,8 +2,8 @@
 
 Rendering and sending are two steps because the outbox (services/scheduler/outbox.py) stores what a decision
 owes the stream in the decision's own transaction and sends it only after the commit. Every message carries a
-deterministic `Nats-Msg-Id` (`<job_id>:<version>` for events, `<job_id>:<attempt>` for dispatch), so sending
-the same message again after a crash stores nothing twice.
+deterministic `Nats-Msg-Id` (`<job_id>:<version>` for events, `<job_id>:<attempt>` for dispatch, with `:<run>`
+after a preemption), so sending the same message again after a crash stores nothing twice.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -18,13 +19,10 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 from contracts import subjects
-from contracts.dispatch import RESUME_CHECKPOINT, DispatchJob
-from contracts.jobs import TimmSpec
-from contracts.ultralytics import UltralyticsSpec
+from contracts.dispatch import DispatchJob
 from messaging.nats import ensure_pool_consumer
-from services.common import tokens
-from services.common.storage import Storage, artifact_key, weights_key
 from services.scheduler.core import Decision, Dispatch, Job
+from services.scheduler.credentials import Issuer
 from telemetry import tracing
 
 PUBLISH_TIMEOUT_SECONDS = 5.0
@@ -48,20 +46,10 @@ class Outgoing:
 
 
 class Publisher:
-    def __init__(
-        self,
-        js: JetStreamContext,
-        storage: Storage,
-        private_key_pem: str,
-        events_url: str,
-        token_ttl: int,
-    ) -> None:
+    def __init__(self, js: JetStreamContext, issuer: Issuer, events_url: str) -> None:
         self._js = js
-        self._storage = storage
-        # Parsed once: PyJWT accepts the key object, and parsing PEM on every mint costs more than signing.
-        self._signing_key = tokens.load_private_key(private_key_pem)
+        self._issuer = issuer
         self._callback_url = f"{events_url.rstrip('/')}/v1/callbacks"
-        self._token_ttl = token_ttl
         self._pools: set[str] = set()
 
     async def render(
@@ -118,26 +106,30 @@ class Publisher:
         if effect.pool not in self._pools:
             await ensure_pool_consumer(self._js, effect.pool)
             self._pools.add(effect.pool)
-        headers = {MSG_ID_HEADER: f"{effect.job_id}:{effect.attempt}"}
+        run_id = f"{effect.job_id}:{effect.attempt}"
+        headers = {MSG_ID_HEADER: f"{run_id}:{effect.run}" if effect.run else run_id}
         # The message's own span, under the input's: the runner continues it. Stored with the message in the
         # outbox, so a relayed copy carries the same context.
         attributes = {"vtp.job_id": effect.job_id, "vtp.attempt": effect.attempt, "vtp.pool": effect.pool}
         parent = context if context is not None else tracing.job_context(job.trace_id)
         with tracing.span("dispatch", parent, SpanKind.PRODUCER, attributes):
             tracing.inject(headers)
+        now = datetime.now(UTC)
+        urls = self._issuer.urls(job, effect.attempt, effect.run)
         message = DispatchJob(
             job_id=effect.job_id,
             attempt=effect.attempt,
             pool=effect.pool,
             spec=job.spec,
             callback_url=self._callback_url,
-            callback_token=tokens.mint(self._signing_key, effect.job_id, effect.attempt, self._token_ttl),
-            dataset_url=self._storage.presign(job.dataset.storage_key, "GET", self._token_ttl),
+            callback_token=self._issuer.token(effect.job_id, effect.attempt, now, effect.run),
+            dataset_url=urls.dataset_url,
             dataset_format=job.dataset.format,
-            resume_url=self._resume_url(effect),
-            weights_url=self._weights_url(job),
+            resume_url=urls.resume_url,
+            weights_url=urls.weights_url,
             trace_id=job.trace_id,
             traceparent=headers.get("traceparent"),  # the header's, for runners that read the body
+            expires_at=self._issuer.expiry(now),
         )
         return Outgoing(
             job_id=effect.job_id,
@@ -146,20 +138,6 @@ class Publisher:
             headers=headers,
             payload=message.model_dump_json().encode(),
         )
-
-    def _resume_url(self, effect: Dispatch) -> str | None:
-        """A retry resumes from the checkpoint the earlier attempts left; whether one exists is the trainer's
-        to find out (a 404), so a dispatch never waits on storage."""
-        if effect.attempt == 1:
-            return None
-        return self._storage.presign(artifact_key(effect.job_id, RESUME_CHECKPOINT), "GET", self._token_ttl)
-
-    def _weights_url(self, job: Job) -> str | None:
-        """The api checked at submit that the weights are the job's project's and exist."""
-        spec = job.spec
-        if not isinstance(spec, TimmSpec | UltralyticsSpec) or spec.weights is None:
-            return None
-        return self._storage.presign(weights_key(spec.weights), "GET", self._token_ttl)
 
 
 def _version(msg_id: str) -> int:

@@ -48,6 +48,10 @@ _JOB_COLUMNS = (
     jobs.c.heartbeat_deadline,
     jobs.c.retry_at,
     jobs.c.state_since,
+    jobs.c.queue_timeout,
+    jobs.c.queue_deadline,
+    jobs.c.preemptions,
+    jobs.c.max_preemptions,
 )
 
 # Arrays, not expanding IN lists: one statement (and one prepared statement) whatever the batch size.
@@ -85,27 +89,33 @@ _WRITE_BATCH = text(
     """
 WITH new_jobs AS (
     INSERT INTO scheduler_jobs (job_id, project_id, name, state, attempt, version, spec, dataset, pool,
-                                max_attempts, trace_id, heartbeat_deadline, retry_at, state_since)
+                                max_attempts, trace_id, heartbeat_deadline, retry_at, state_since,
+                                queue_timeout, queue_deadline, preemptions, max_preemptions)
     SELECT u.job_id, u.project_id, u.name, u.state, u.attempt, u.version, CAST(u.spec AS jsonb),
            CAST(u.dataset AS jsonb), u.pool, u.max_attempts, u.trace_id, u.heartbeat_deadline, u.retry_at,
-           u.state_since
+           u.state_since, u.queue_timeout, u.queue_deadline, u.preemptions, u.max_preemptions
     FROM unnest(CAST(:n_job_id AS text[]), CAST(:n_project_id AS text[]), CAST(:n_name AS text[]),
                 CAST(:n_state AS text[]), CAST(:n_attempt AS int[]), CAST(:n_version AS int[]),
                 CAST(:n_spec AS text[]), CAST(:n_dataset AS text[]), CAST(:n_pool AS text[]),
                 CAST(:n_max_attempts AS int[]), CAST(:n_trace_id AS text[]),
                 CAST(:n_heartbeat_deadline AS timestamptz[]), CAST(:n_retry_at AS timestamptz[]),
-                CAST(:n_state_since AS timestamptz[]))
+                CAST(:n_state_since AS timestamptz[]), CAST(:n_queue_timeout AS float8[]),
+                CAST(:n_queue_deadline AS timestamptz[]), CAST(:n_preemptions AS int[]),
+                CAST(:n_max_preemptions AS int[]))
          AS u(job_id, project_id, name, state, attempt, version, spec, dataset, pool, max_attempts,
-              trace_id, heartbeat_deadline, retry_at, state_since)
+              trace_id, heartbeat_deadline, retry_at, state_since, queue_timeout, queue_deadline,
+              preemptions, max_preemptions)
 ), changed_jobs AS (
     UPDATE scheduler_jobs AS j
     SET state = u.state, attempt = u.attempt, version = u.version,
         heartbeat_deadline = u.heartbeat_deadline, retry_at = u.retry_at, state_since = u.state_since,
-        updated_at = now()
+        queue_deadline = u.queue_deadline, preemptions = u.preemptions, updated_at = now()
     FROM unnest(CAST(:c_job_id AS text[]), CAST(:c_state AS text[]), CAST(:c_attempt AS int[]),
                 CAST(:c_version AS int[]), CAST(:c_heartbeat_deadline AS timestamptz[]),
-                CAST(:c_retry_at AS timestamptz[]), CAST(:c_state_since AS timestamptz[]))
-         AS u(job_id, state, attempt, version, heartbeat_deadline, retry_at, state_since)
+                CAST(:c_retry_at AS timestamptz[]), CAST(:c_state_since AS timestamptz[]),
+                CAST(:c_queue_deadline AS timestamptz[]), CAST(:c_preemptions AS int[]))
+         AS u(job_id, state, attempt, version, heartbeat_deadline, retry_at, state_since, queue_deadline,
+              preemptions)
     WHERE j.job_id = u.job_id
 ), recorded AS (
     INSERT INTO scheduler_inputs (job_id, source, kind, body, policy, outcome, reason, version, events)
@@ -154,7 +164,13 @@ _LEFTOVERS = (
 _DELETE_OUTBOX = delete(outbox).where(outbox.c.id == any_(bindparam("p_ids", type_=_OUTBOX_IDS)))
 _DUE = (
     select(jobs.c.job_id)
-    .where(or_(jobs.c.heartbeat_deadline <= bindparam("p_now"), jobs.c.retry_at <= bindparam("p_now")))
+    .where(
+        or_(
+            jobs.c.heartbeat_deadline <= bindparam("p_now"),
+            jobs.c.retry_at <= bindparam("p_now"),
+            jobs.c.queue_deadline <= bindparam("p_now"),
+        )
+    )
     .limit(bindparam("p_limit"))
 )
 
@@ -175,6 +191,10 @@ def _to_job(row: Any) -> Job:
         heartbeat_deadline=row.heartbeat_deadline,
         retry_at=row.retry_at,
         state_since=row.state_since,
+        queue_timeout=row.queue_timeout,
+        queue_deadline=row.queue_deadline,
+        preemptions=row.preemptions,
+        max_preemptions=row.max_preemptions,
     )
 
 
@@ -232,9 +252,14 @@ _NEW_JOB_COLUMNS = (
     "heartbeat_deadline",
     "retry_at",
     "state_since",
+    "queue_timeout",
+    "queue_deadline",
+    "preemptions",
+    "max_preemptions",
 )
 _CHANGED_JOB_COLUMNS = (
     "job_id", "state", "attempt", "version", "heartbeat_deadline", "retry_at", "state_since",
+    "queue_deadline", "preemptions",
 )  # fmt: skip
 _INPUT_COLUMNS = ("job_id", "source", "kind", "body", "outcome", "reason", "version", "events")
 _OUTBOX_ROW_COLUMNS = ("job_id", "stream", "subject", "msg_id", "headers", "payload")
@@ -249,6 +274,8 @@ def _state(job: Job) -> dict[str, Any]:
         "heartbeat_deadline": job.heartbeat_deadline,
         "retry_at": job.retry_at,
         "state_since": job.state_since,
+        "queue_deadline": job.queue_deadline,
+        "preemptions": job.preemptions,
     }
 
 
@@ -262,6 +289,8 @@ def _new_job(job: Job) -> dict[str, Any]:
         "pool": job.pool,
         "max_attempts": job.max_attempts,
         "trace_id": job.trace_id,
+        "queue_timeout": job.queue_timeout,
+        "max_preemptions": job.max_preemptions,
     }
 
 
@@ -321,6 +350,15 @@ async def write_batch(
     return [replace(m, outbox_id=outbox_id) for m, outbox_id in zip(messages, ids, strict=True)]
 
 
+_JOB = select(*_JOB_COLUMNS).where(jobs.c.job_id == bindparam("p_job_id"))
+
+
+async def get_job(conn: AsyncConnection, job_id: str) -> Job | None:
+    """A job's committed state, without a lock."""
+    row = (await conn.execute(_JOB, {"p_job_id": job_id})).one_or_none()
+    return None if row is None else _to_job(row)
+
+
 async def job_inputs(conn: AsyncConnection, job_id: str) -> list[Any]:
     """A job's recorded inputs in the order they were applied."""
     return list((await conn.execute(_INPUTS, {"p_job_id": job_id})).all())
@@ -337,7 +375,8 @@ async def queued_per_pool(conn: AsyncConnection) -> dict[str, int]:
 
 
 async def due_jobs(conn: AsyncConnection, now: datetime, limit: int) -> list[str]:
-    """Jobs whose heartbeat deadline passed or whose retry time came (terminal jobs have neither)."""
+    """Jobs whose heartbeat deadline passed, whose retry time came or whose wait for a runner ran out
+    (terminal jobs have none of these)."""
     return list((await conn.execute(_DUE, {"p_now": now, "p_limit": limit})).scalars().all())
 
 

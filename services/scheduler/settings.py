@@ -18,6 +18,9 @@ class SchedulerSettings(CommonSettings):
     heartbeat_timeout: float = Field(default=60.0, gt=0, validation_alias="VTP_HEARTBEAT_TIMEOUT")
     retry_backoff_base: float = Field(default=10.0, ge=0, validation_alias="VTP_RETRY_BACKOFF_BASE")
     retry_backoff_max: float = Field(default=600.0, ge=0, validation_alias="VTP_RETRY_BACKOFF_MAX")
+    # Seconds a queued attempt waits for a runner before its job fails, unless the job sets its own; 0: for
+    # ever. A week: a pool scaled to zero starts within minutes, one that starts nothing in a week is gone.
+    queue_timeout: float = Field(default=7 * 86_400, ge=0, validation_alias="VTP_QUEUE_TIMEOUT")
     tick_interval: float = Field(default=1.0, gt=0, validation_alias="VTP_TICK_INTERVAL")
     # Each consumer fetches up to `batch_size` messages and applies them in one transaction, with up to
     # `parallel_batches` transactions at once; row locks keep each job's inputs in order.
@@ -34,4 +37,5 @@ class SchedulerSettings(CommonSettings):
             heartbeat_timeout=self.heartbeat_timeout,
             backoff_base=self.retry_backoff_base,
             backoff_max=self.retry_backoff_max,
+            queue_timeout=self.queue_timeout or None,
         )

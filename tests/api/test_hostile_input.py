@@ -264,7 +264,8 @@ async def test_a_deeply_nested_body_is_a_4xx(project: Project) -> None:
 
 async def test_not_found_and_method_not_allowed_have_the_json_body(api_server: ApiServer) -> None:
     async with httpx.AsyncClient(base_url=api_server.url, timeout=10) as client:
-        refused(await client.get("/nothing-here"), 404)
+        # A path naming no file is a dashboard route (index.html, services/api/web.py); a missing file is not.
+        refused(await client.get("/nothing-here.js"), 404)
         refused(await client.delete("/healthz"), 405)
         refused(await client.get("/v1/nothing-here"), 401)  # no route enumeration without a key
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -10,13 +11,15 @@ from contracts import subjects
 from contracts.commands import CancelJob, SubmitJob
 from contracts.jobs import EventType, JobState
 from contracts.ultralytics import UltralyticsSpec
+from messaging.nats import ensure_pool_consumer
 
-from .conftest import Project, job_body, job_reaches
+from .conftest import IDLE_POOL, Project, job_body, job_reaches
 
 JOB_FIELDS = {
     "id", "name", "state", "attempt", "max_attempts", "version", "framework", "task", "model",
     "hyperparameters", "dataset", "dataset_version", "pool", "trace_id", "created_at", "updated_at",
-    "metrics", "final_metrics", "reason", "weights", "export",
+    "metrics", "final_metrics", "reason", "preemptions", "weights", "export", "queue_position",
+    "pending_reason",
 }  # fmt: skip
 
 
@@ -139,6 +142,34 @@ async def test_list_filters_by_state_and_pages_newest_first(project: Project, su
     assert bad.json()["detail"][0]["loc"] == ["query", "cursor"]
     bad = await project.client.get("/v1/jobs", params={"state": "SLEEPING"})
     assert bad.status_code == 422
+
+
+async def test_list_filters_by_pool(project: Project, submit, js: JetStreamContext) -> None:
+    other_pool = f"filter-{uuid.uuid4().hex[:8]}"
+    await ensure_pool_consumer(js, other_pool)  # declared; no runner serves it
+    idle = [await submit(name=f"idle-{i}") for i in range(3)]
+    other = await submit(name="other", pool=other_pool)
+
+    async def listed(**params: Any) -> list[str]:
+        response = await project.client.get("/v1/jobs", params=params)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert await listed(pool=other_pool) == [other["id"]]
+    assert await listed(pool=IDLE_POOL) == [job["id"] for job in reversed(idle)]
+    assert await listed(pool=IDLE_POOL, state="PENDING", limit=1) == [idle[-1]["id"]]
+    assert await listed(pool="no-such-pool") == []
+    # Paged within the pool: the cursor goes on past the other pool's job.
+    first = (await project.client.get("/v1/jobs", params={"pool": IDLE_POOL, "limit": 2})).json()
+    rest = await listed(pool=IDLE_POOL, cursor=first["next_cursor"])
+    assert [item["id"] for item in first["items"]] + rest == [job["id"] for job in reversed(idle)]
+
+    for bad in ("GPU", "-a", "a" * 64, "a b", "a\x00"):
+        refused = await project.client.get("/v1/jobs", params={"pool": bad})
+        assert refused.status_code == 422, bad
+        body = refused.json()
+        assert body["error"] == "validation_error", body
+        assert body["detail"][0]["loc"] == ["query", "pool"], body
 
 
 async def test_cancel_publishes_and_refuses_terminal_job(

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
 from contracts import subjects
 from contracts.events import JobEvent
@@ -13,7 +16,7 @@ from contracts.jobs import EventType, JobState
 from services.api.models import Dataset, DatasetStatus
 from services.api.read_model import VERDICT_DELIVERIES, ReadModelConsumer
 from services.common.db import make_engine, make_sessionmaker
-from services.common.storage import LocalStorage, UrlSigner, artifact_key
+from services.common.storage import BadSignature, LocalStorage, UrlSigner, artifact_key
 
 from .conftest import ApiServer, Project, eventually, job_reaches
 
@@ -110,6 +113,65 @@ async def test_artifacts_are_listed_and_downloaded(
     unknown = await project.client.get(f"/v1/jobs/{job['id']}/artifacts/nope.pt")
     assert unknown.status_code == 404
     assert isinstance(response, httpx.Response)
+
+
+async def test_an_artifact_has_a_short_lived_signed_download_url(
+    project: Project, other_project: Project, submit, scheduler, api_server: ApiServer
+) -> None:
+    """What a browser follows (a link cannot carry the key): local storage's signed GET, for the artifact's
+    key only, valid for `VTP_DOWNLOAD_URL_TTL` (the events service serves it, tested in tests/events)."""
+    settings = api_server.settings
+    job = await submit()
+    key = artifact_key(job["id"], "best.pt")
+    storage = LocalStorage(settings.storage_dir, UrlSigner("unused", "http://unused"))
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield b"weights"
+
+    await storage.put_stream(key, chunks())
+    events = scheduler(job)
+    await events.start()
+    await events.emit(
+        EventType.ARTIFACT, JobState.RUNNING, name="best.pt", size=7,
+        sha256=hashlib.sha256(b"weights").hexdigest(), storage_key=key,
+    )  # fmt: skip
+    await events.emit(
+        EventType.ARTIFACT, JobState.RUNNING, name="results.csv", size=3, sha256="0" * 64,
+        storage_key=artifact_key(job["id"], "results.csv"),
+    )  # fmt: skip
+    await job_reaches(project.client, job["id"], version=5)
+
+    before = datetime.now(UTC)
+    response = await project.client.get(f"/v1/jobs/{job['id']}/artifacts/best.pt/url")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert set(answer) == {"url", "expires_at"}
+    url = urlsplit(answer["url"])
+    assert f"{url.scheme}://{url.netloc}" == settings.events_url
+    assert url.path == f"/v1/storage/{key}"
+    query = {name: values[0] for name, values in parse_qs(url.query).items()}
+    assert query["method"] == "GET"
+    expires = int(query["expires"])
+    ttl = settings.download_url_ttl
+    assert ttl == 300
+    assert before.timestamp() + ttl - 2 <= expires <= time.time() + ttl
+    expires_at = datetime.fromisoformat(answer["expires_at"])
+    assert abs(expires_at.timestamp() - expires) < 2
+    signer = UrlSigner(settings.storage_signing_key, settings.events_url)
+    signer.verify(key, "GET", expires, query["signature"])  # valid now, for this key and GET
+    with pytest.raises(BadSignature):
+        signer.verify(key, "PUT", expires, query["signature"])
+    with pytest.raises(BadSignature):
+        signer.verify(key, "GET", expires, query["signature"], now=expires + 1)
+
+    # Like the download: a recorded artifact whose file is missing, an unknown one, another project's job.
+    missing_file = await project.client.get(f"/v1/jobs/{job['id']}/artifacts/results.csv/url")
+    assert missing_file.status_code == 404
+    assert missing_file.json()["error"] == "not_found"
+    assert (await project.client.get(f"/v1/jobs/{job['id']}/artifacts/nope.pt/url")).status_code == 404
+    assert (await other_project.client.get(f"/v1/jobs/{job['id']}/artifacts/best.pt/url")).status_code == 404
+    async with httpx.AsyncClient(base_url=api_server.url) as anonymous:
+        assert (await anonymous.get(f"/v1/jobs/{job['id']}/artifacts/best.pt/url")).status_code == 401
 
 
 async def test_an_event_that_can_never_apply_does_not_hold_back_the_ones_behind_it(

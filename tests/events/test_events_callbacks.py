@@ -67,7 +67,8 @@ async def test_valid_callbacks_land_as_reports(events_service, js):
     token = events_service.token(job_id, attempt=2)
     before = datetime.now(UTC)
 
-    assert (await post(events_service.url, "heartbeat", token)).json() == {"stop": False, "reason": None}
+    answer = (await post(events_service.url, "heartbeat", token)).json()
+    assert answer == {"stop": False, "reason": None, "callback_token": None, "expires_at": None}
     progress = {"epoch": 3, "epochs": 3, "metrics": {"train_loss": 0.5}, "resumed_from_epoch": 2}
     assert (await post(events_service.url, "progress", token, progress)).status_code == 202
     assert (
@@ -206,7 +207,7 @@ async def test_heartbeat_stops_a_superseded_attempt_and_a_cancelled_job(events_s
 
     await publish_event(js, job_id, EventType.CANCELLED, JobState.CANCELLED, 2, 5)
     answer = await wait_for_stop(events_service, second, expected=True)
-    assert answer == {"stop": True, "reason": "job is CANCELLED"}
+    assert answer == {"stop": True, "reason": "job is CANCELLED", "callback_token": None, "expires_at": None}
 
 
 async def test_job_status_is_applied_idempotently_by_version(events_service, js):

@@ -127,3 +127,72 @@ async def test_an_upload_url_can_carry_a_size_limit_of_its_own(signer):
         assert (await client.put(dropped, content=b"x" * 101)).status_code == 403
         assert (await client.put(url, content=b"x" * 100)).status_code == 201
         assert (await client.get(signer.sign(object_key, "GET", 60))).content == b"x" * 100
+
+
+DASHBOARD = "http://127.0.0.1:8000"
+
+
+async def test_a_browser_may_use_signed_urls_from_another_origin(signer, events_service):
+    """The dashboard PUTs an archive straight to storage: the preflight passes without a signature and the
+    answers carry CORS headers. A signed GET answers as an attachment named for the key's last part."""
+    object_key = key()
+    put_url = signer.sign(object_key, "PUT", 60)
+    preflight = {
+        "Origin": DASHBOARD,
+        "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    async with httpx.AsyncClient() as client:
+        allowed = await client.options(put_url, headers=preflight)
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.headers["access-control-allow-origin"] == "*"
+        methods = {method.strip() for method in allowed.headers["access-control-allow-methods"].split(",")}
+        assert methods >= {"GET", "PUT"}
+        assert "content-type" in allowed.headers["access-control-allow-headers"].lower()
+        assert "access-control-allow-credentials" not in allowed.headers
+        # Without its signature too: the preflight carries none, and it opens nothing.
+        bare = await client.options(f"{events_service.url}/v1/storage/{object_key}", headers=preflight)
+        assert bare.status_code == 200
+        assert not (events_service.settings.storage_dir / object_key).exists()
+        refused = await client.options(
+            put_url, headers={**preflight, "Access-Control-Request-Method": "DELETE"}
+        )
+        assert refused.status_code == 400
+        # A plain OPTIONS is no preflight: the route has no such method.
+        assert (await client.options(put_url)).status_code == 405
+
+        headers = {"Origin": DASHBOARD, "Content-Type": "application/zip"}
+        put = await client.put(put_url, content=b"archive", headers=headers)
+        assert put.status_code == 201
+        assert put.headers["access-control-allow-origin"] == "*"
+        got = await client.get(signer.sign(object_key, "GET", 60), headers={"Origin": DASHBOARD})
+        assert got.content == b"archive"
+        assert got.headers["content-disposition"] == 'attachment; filename="blob.bin"'
+        assert got.headers["access-control-allow-origin"] == "*"
+        # Refusals carry them too, so that the page can read why.
+        forbidden = await client.put(with_query(put_url, signature="0" * 64), content=b"x", headers=headers)
+        assert forbidden.status_code == 403
+        assert forbidden.headers["access-control-allow-origin"] == "*"
+
+
+async def test_callbacks_answer_no_origin(events_service):
+    """Callbacks are for trainers (bearer tokens), never browsers: no preflight passes, nothing is marked."""
+    async with httpx.AsyncClient(base_url=events_service.url) as client:
+        preflight = await client.options(
+            "/v1/callbacks/heartbeat",
+            headers={
+                "Origin": DASHBOARD,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 401
+        assert not any(name.startswith("access-control-") for name in preflight.headers)
+        token = events_service.token(uuid.uuid4().hex)
+        answer = await client.post(
+            "/v1/callbacks/heartbeat",
+            json={},
+            headers={"Origin": DASHBOARD, "Authorization": f"Bearer {token}"},
+        )
+        assert answer.status_code == 200
+        assert not any(name.startswith("access-control-") for name in answer.headers)

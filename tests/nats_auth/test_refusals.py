@@ -46,6 +46,11 @@ REFUSED_PUBLISH = {
     "runner cannot publish commands": (RUNNER_A, subjects.SUBMIT_JOB),
     "runner cannot dispatch work": (RUNNER_A, subjects.dispatch_subject(POOL_A)),
     "runner of pool A cannot pull pool B's consumer": (RUNNER_A, pull(DISPATCH, POOL_B_CONSUMER)),
+    # Credentials: a runner asks for its own pool's jobs only, and renewing a token is the events service's.
+    "runner of pool A cannot ask for pool B's credentials": (RUNNER_A, subjects.take_over_subject(POOL_B)),
+    "runner cannot ask for a token's renewal": (RUNNER_A, subjects.CREDENTIALS_RENEW),
+    "events cannot ask for a runner's credentials": (EVENTS, subjects.take_over_subject(POOL_A)),
+    "api cannot ask for credentials": (API, subjects.CREDENTIALS_RENEW),
     "runner of pool A cannot settle pool B's messages": (RUNNER_A, settle(DISPATCH, POOL_B_CONSUMER)),
     "runner cannot change its pool's consumer (its filter picks the pool)": (
         RUNNER_A,
@@ -119,6 +124,8 @@ REFUSED_SUBSCRIBE = {
     "api cannot listen to everything": (API, ">"),
     "api cannot read the events service's inbox": (API, "_INBOX.events.>"),
     "scheduler cannot listen to commands": (SCHEDULER, subjects.COMMANDS_ALL),
+    "runner cannot answer credentials requests": (RUNNER_A, subjects.CREDENTIALS_ALL),
+    "events cannot answer credentials requests": (EVENTS, subjects.CREDENTIALS_ALL),
     "scheduler cannot read a runner's inbox": (SCHEDULER, f"_INBOX.{RUNNER_A}.>"),
     "events cannot listen to commands": (EVENTS, subjects.COMMANDS_ALL),
     "events cannot read the api's inbox": (EVENTS, "_INBOX.api.>"),

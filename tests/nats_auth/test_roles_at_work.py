@@ -16,8 +16,11 @@ from nats.js.api import ConsumerConfig
 from sqlalchemy.exc import OperationalError
 
 from contracts import subjects
+from contracts.callbacks import HeartbeatAnswer
 from contracts.commands import CancelJob
-from contracts.jobs import EventType, JobState
+from contracts.credentials import Grant
+from contracts.dispatch import DispatchJob
+from contracts.jobs import EventType, JobState, TimmSpec
 from contracts.streams import scheduler_consumer
 from messaging import nats as common_nats
 from messaging.broker import make_broker
@@ -26,11 +29,13 @@ from messaging.subscribers import BatchSubscription, ensure_push_consumer
 from services.api.feed import EventFeed
 from services.api.messaging import NatsCommandPublisher
 from services.api.read_model import ReadModelConsumer
+from services.common import tokens
 from services.events.handlers import JobStatusConsumer, ensure_job_status_consumer
+from services.events.renewal import TokenRenewer
 from tests.api.conftest import eventually
 from tests.job_events import job_event, publish_event
 from tests.nats_auth.conftest import POOL_A, POOL_B, ConnectAs, SecuredNats
-from trainers import jsz, runner
+from trainers import jsz, runner, takeover
 
 NEW_POOL = "gpu-c"
 
@@ -269,3 +274,45 @@ async def test_the_pool_supervisor_checks_its_consumer_and_reads_the_lag_over_ht
     await pull.unsubscribe()
     assert await asyncio.to_thread(lag) == 0
     pool_b.assert_nothing_refused()
+
+
+async def test_the_scheduler_answers_credentials_requests_of_a_runner_and_the_events_service(
+    connect_as: ConnectAs, secured: SecuredNats
+) -> None:
+    """The request/reply of contracts/credentials.py under the roles: a runner asks on its pool's subject,
+    the events service on the renewal subject, and the scheduler answers into their inboxes."""
+    scheduler = await connect_as(SCHEDULER)
+    asked: list[str] = []
+
+    async def answer(msg: Msg) -> None:
+        asked.append(msg.subject)
+        grant = Grant(callback_token="new-token", expires_at=datetime.now(UTC), dataset_url="http://d")
+        await msg.respond(grant.model_dump_json().encode())
+
+    await scheduler.nc.subscribe(subjects.CREDENTIALS_ALL, queue="scheduler-credentials", cb=answer)
+    await scheduler.nc.flush()
+
+    broker = make_broker(secured.server.url, "test-runner", secured.users.credentials(runner_user(POOL_A)))
+    await broker.connect()
+    try:
+        job = DispatchJob(
+            job_id="j1",
+            attempt=1,
+            pool=POOL_A,
+            spec=TimmSpec(framework="timm", task="classify", model="resnet18"),
+            callback_url="http://events/v1/callbacks",
+            callback_token="old-token",
+            dataset_url="http://old",
+            dataset_format="imagefolder",
+            trace_id=uuid.uuid4().hex,
+            expires_at=datetime.now(UTC),
+        )
+        assert (await takeover.fresh_credentials(broker, job)).callback_token == "new-token"
+    finally:
+        await broker.stop()
+
+    events = await connect_as(EVENTS)
+    claims = tokens.CallbackClaims(job_id="j1", attempt=1, expires_at=0)
+    renewed = await TokenRenewer(events.nc).renewed(claims, HeartbeatAnswer(stop=False))
+    assert renewed.callback_token == "new-token"
+    assert asked == [subjects.take_over_subject(POOL_A), subjects.CREDENTIALS_RENEW]

@@ -44,6 +44,9 @@ def scheduler_settings(
         retry_backoff_base=0.2,
         retry_backoff_max=1.0,
         tick_interval=0.1,
+        # The factories' jobs are submitted in January 2026 (scheduler_factories.T0): a queue timeout would
+        # fail them at the first tick. Tests of the timeout set it.
+        queue_timeout=0,
         db_pool_size=4,
         batch_size=32,
         parallel_batches=2,

@@ -161,6 +161,8 @@ async def test_presigned_urls_write_and_read_the_key(backend):
         got = await client.get(storage.presign(key, "GET", 60))
         assert got.status_code == 200
         assert got.content == data
+        # What a browser sent to the URL saves, both backends: a file named for the key's last part.
+        assert got.headers["content-disposition"] == 'attachment; filename="best.pt"'
 
 
 async def test_a_presigned_url_is_for_one_key_one_method_until_it_expires(backend):

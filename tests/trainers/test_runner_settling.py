@@ -5,13 +5,19 @@ redelivered; a pool without its consumer is an error, and the runner does not ma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from contracts import subjects
+from contracts.credentials import Grant
+from contracts.dispatch import DispatchJob
 from contracts.reports import DoneReport
 from messaging import nats as common_nats
 from services.events.testing import stored_reports
@@ -106,8 +112,50 @@ async def test_an_unreachable_events_service_hands_the_job_back_for_later(
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
 
 
-async def handed_back(msg, job, settings) -> int:  # type: ignore[no-untyped-def]
+async def handed_back(msg, job, settings, broker) -> int:  # type: ignore[no-untyped-def]
     """The later runner, as far as the message goes: it sees the redelivery, and acks."""
     assert msg.raw_message.metadata.num_delivered == 2
     await msg.ack()
     return 7
+
+
+@contextlib.asynccontextmanager
+async def answering(platform, grant: Grant) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
+    """A responder on the take-over subjects, standing in for the scheduler (tests/scheduler asks the real
+    one): what is tested here is what the runner does with the answer."""
+    nc = await common_nats.connect(platform.nats_url, "take-over-responder")
+
+    async def answer(msg: Msg) -> None:
+        await msg.respond(grant.model_dump_json().encode())
+
+    await nc.subscribe(subjects.take_over_subject("*"), cb=answer)
+    try:
+        yield
+    finally:
+        await nc.close()
+
+
+def expiring(job: DispatchJob) -> DispatchJob:
+    return job.model_copy(update={"expires_at": datetime.now(UTC) + timedelta(seconds=5)})
+
+
+async def test_credentials_about_to_expire_and_no_scheduler_to_renew_them_hand_the_job_back(
+    platform, js, pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "NAK_DELAY", 0.5)
+    job = expiring(dispatch(platform, pool))
+    await publish(js, job)
+    assert await runner.run(settings(platform, pool)) == 1  # no responder: transient
+    await asyncio.sleep(1.0)
+    assert await stored_reports(js, job.job_id) == []  # it never ran
+    info = await js.consumer_info(subjects.DISPATCH_STREAM, subjects.pool_consumer(pool))
+    assert info.num_pending + info.num_ack_pending == 1  # handed back, not dropped
+
+
+async def test_credentials_refused_at_take_over_drop_the_job(platform, js, pool) -> None:
+    job = expiring(dispatch(platform, pool))
+    await publish(js, job)
+    async with answering(platform, Grant(refused="job is CANCELLED")):
+        assert await runner.run(settings(platform, pool)) == 0
+    assert await stored_reports(js, job.job_id) == []
+    assert await asyncio.to_thread(lag, platform, pool) == 0  # acked: no runner gets it again

@@ -288,7 +288,7 @@ def test_a_resumed_attempt_says_where_it_resumed_once(tmp_path):
     progress.resumed(2, 4)
     for epoch in (3, 4):
         (tmp_path / "last.pt").write_bytes(b"checkpoint")
-        progress.checkpoint(lambda: tmp_path / "last.pt")
+        progress.checkpoint(epoch, lambda: tmp_path / "last.pt")
         progress(epoch, 4, {})
     progress.flush()
     assert client.sent == [
@@ -304,7 +304,7 @@ def test_a_checkpoint_that_does_not_get_through_does_not_stop_training(tmp_path)
     client = RecordingClient(upload_fails=True)
     progress = Progress(client)  # type: ignore[arg-type]
     (tmp_path / "last.pt").write_bytes(b"checkpoint")
-    progress.checkpoint(lambda: tmp_path / "last.pt")
+    progress.checkpoint(1, lambda: tmp_path / "last.pt")
     progress(1, 2, {})
     progress.flush()
     assert client.sent == [("progress", 1, None)]
@@ -328,7 +328,7 @@ def test_a_checkpoint_uploads_while_training_goes_on_and_its_epoch_is_reported_a
     progress = Progress(client)  # type: ignore[arg-type]
     last = tmp_path / "last.pt"
     last.write_bytes(b"epoch 1")
-    progress.checkpoint(lambda: last)
+    progress.checkpoint(1, lambda: last)
     progress(1, 2, {})
     assert uploading.wait(5)
     last.write_bytes(b"epoch 2")  # the next epoch's, while epoch 1's uploads
@@ -360,7 +360,7 @@ def test_an_epoch_without_a_checkpoint_writes_none(tmp_path):
         return tmp_path / "last.pt"
 
     for epoch in (1, 2, 3):
-        progress.checkpoint(lambda epoch=epoch: write(epoch))
+        progress.checkpoint(epoch, lambda epoch=epoch: write(epoch))
         progress(epoch, 3, {})
     progress.flush()
     assert written == [1]  # the trainer did not even save the skipped ones

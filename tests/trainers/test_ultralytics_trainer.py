@@ -215,6 +215,7 @@ async def test_a_refused_spec_fails_the_job_naming_the_field(platform, js, yolo_
     _, artifacts, done = await finished(js, job_id)
     assert done.status == "failed"
     assert done.reason == "invalid job spec: hyperparameters.project: set by the platform, not by a job"
+    assert done.retryable is False
     assert artifacts == {}
 
 
@@ -229,6 +230,7 @@ async def test_a_dataset_of_the_wrong_format_fails_the_job(platform, js):
         "DatasetError: dataset format 'imagefolder' does not fit ultralytics task 'detect' "
         "(use yolo-detect or yolo-segment)"
     )
+    assert done.retryable is False
 
 
 NO_NETWORK = """
@@ -296,7 +298,7 @@ spec = UltralyticsSpec(framework="ultralytics", task="detect", model="yolov8n.ya
                        hyperparameters={"epochs": 2, "imgsz": 32, "batch": 8})
 dataset = data.yolo_data(work / "dataset")
 epochs, checkpoints = [], []
-keep = lambda path: checkpoints.append(shutil.copy(path, work / f"checkpoint{len(checkpoints) + 1}.pt"))
+keep = lambda path, _: checkpoints.append(shutil.copy(path, work / f"checkpoint{len(checkpoints) + 1}.pt"))
 outcome = training.train(spec, dataset, work / "runs", threading.Event(),
                          lambda epoch, total, metrics, seconds: epochs.append(epoch), on_checkpoint=keep)
 try:

@@ -1,6 +1,6 @@
 """The training loop: an imagefolder dataset, a timm model, per-epoch metrics and checkpoints, a stop flag
-checked between batches, and resuming from a checkpoint. No callbacks here: `on_epoch`, `on_checkpoint` and
-`stop` come from the caller."""
+checked between batches (of training and of validation: an epoch cut short in either is not done), and
+resuming from a checkpoint. No callbacks here: `on_epoch`, `on_checkpoint` and `stop` come from the caller."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from torchvision import datasets, transforms
 
 from contracts.jobs import TimmSpec
 from telemetry import tracing
+from trainers.failures import DatasetUnfit
 from trainers.timm.checkpoint import Checkpoint
 from trainers.timm.weights import load_weights
 
@@ -53,7 +54,7 @@ def _loaders(
 ) -> tuple[DataLoader, DataLoader, list[str]]:
     train_dir = root / "train"
     if not train_dir.is_dir():
-        raise FileNotFoundError("the dataset has no train/ folder (imagefolder layout: train/<class>/*.png)")
+        raise DatasetUnfit("the dataset has no train/ folder (imagefolder layout: train/<class>/*.png)")
     val_dir = next((root / name for name in VAL_FOLDERS if (root / name).is_dir()), train_dir)
     normalize = transforms.Normalize(MEAN, STD)
     train_tf = transforms.Compose(
@@ -67,12 +68,15 @@ def _loaders(
     val_tf = transforms.Compose(
         [transforms.Resize((image_size, image_size)), transforms.ToTensor(), normalize]
     )
-    train_set = datasets.ImageFolder(str(train_dir), transform=train_tf)
-    val_set = datasets.ImageFolder(str(val_dir), transform=val_tf)
+    try:
+        train_set = datasets.ImageFolder(str(train_dir), transform=train_tf)
+        val_set = datasets.ImageFolder(str(val_dir), transform=val_tf)
+    except FileNotFoundError as exc:  # torchvision: no class folder, or a class without images
+        raise DatasetUnfit(str(exc)) from exc
     if val_set.classes != train_set.classes:
-        raise ValueError(f"val classes {val_set.classes} differ from train classes {train_set.classes}")
+        raise DatasetUnfit(f"val classes {val_set.classes} differ from train classes {train_set.classes}")
     if len(train_set.classes) < 2:
-        raise ValueError("a classification dataset needs at least two classes")
+        raise DatasetUnfit("a classification dataset needs at least two classes")
     train_loader = DataLoader(
         train_set, batch_size=batch_size, shuffle=True, generator=shuffle, num_workers=0
     )
@@ -80,11 +84,17 @@ def _loaders(
     return train_loader, val_loader, list(train_set.classes)
 
 
-def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
+def _evaluate(
+    model: nn.Module, loader: DataLoader, device: torch.device, stop: threading.Event
+) -> tuple[float, float] | None:
+    """Validation loss and accuracy; None when `stop` cut it short (a large validation set takes minutes,
+    more than a preemption's grace)."""
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
     with torch.no_grad():
         for images, labels in loader:
+            if stop.is_set():
+                return None
             images, labels = images.to(device), labels.to(device)
             logits = model(images)
             loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
@@ -160,9 +170,10 @@ def train(
                 optimizer.step()
                 loss_sum += loss.item() * labels.numel()
                 seen += labels.numel()
-            if outcome.stopped:
+            if outcome.stopped or (validated := _evaluate(model, val_loader, device, stop)) is None:
+                outcome.stopped = True
                 break
-            val_loss, val_accuracy = _evaluate(model, val_loader, device)
+            val_loss, val_accuracy = validated
             outcome.epochs_done = epoch
             outcome.metrics = {
                 "train_loss": round(loss_sum / max(seen, 1), 6),

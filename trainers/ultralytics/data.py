@@ -9,13 +9,14 @@ from typing import Any
 import yaml
 
 from contracts.datasets import YOLO_DATA_FILES
+from trainers.failures import DatasetUnfit
 
 SPLIT_KEYS = ("train", "val", "test", "minival")
 CLASSIFY_VAL = ("val", "test")
 
 
-class DatasetError(Exception):
-    """The dataset does not fit the task, or its data.yaml points somewhere it must not."""
+class DatasetError(DatasetUnfit):
+    """The dataset does not fit the task, or its data.yaml points somewhere it must not (not retryable)."""
 
 
 def _inside(root: Path, base: Path, value: str, what: str) -> Path:

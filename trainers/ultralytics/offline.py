@@ -1,9 +1,9 @@
-"""Keeping Ultralytics offline and quiet. `prepare` must run before the first `import ultralytics`: the
-package reads its environment and writes its settings file at import time."""
+"""Keeping Ultralytics offline. `prepare` must run before the first `import ultralytics`: the package reads
+its environment and writes its settings file at import time. Its console output (banner, model summary,
+each epoch's progress bars, validation) stays on: the runner captures it into the job's logs."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -26,18 +26,15 @@ def prepare(config_dir: Path) -> None:
         shutil.copyfile(_font_source(), fonts / FONT)
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
     os.environ["YOLO_OFFLINE"] = "1"
-    os.environ["YOLO_VERBOSE"] = "False"
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 
 
 def configure() -> None:
-    """After import: no sync, no console noise, and no AMP check (on CUDA it would download weights)."""
+    """After import: no sync, and no AMP check (on CUDA it would download weights)."""
     from ultralytics import settings
     from ultralytics.engine import trainer
-    from ultralytics.utils import LOGGER
 
     settings.update({"sync": False})
-    LOGGER.setLevel(logging.ERROR)
     trainer.check_amp = _amp_without_download  # type: ignore[attr-defined]
 
 

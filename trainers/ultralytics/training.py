@@ -1,6 +1,10 @@
 """Training with Ultralytics: the model from its YAML (or a checkpoint to resume), our callbacks on
 Ultralytics' hooks, a stop flag checked between batches. Reports go out through `on_epoch` and checkpoints
-through `on_checkpoint`; nothing here knows about HTTP."""
+through `on_checkpoint`; nothing here knows about HTTP.
+
+A stop (a cancel) ends the run Ultralytics' way, `trainer.stop`: it validates and saves the cut epoch, then
+validates best.pt. A preemption cannot wait for that, nor have last.pt overwritten by an epoch half done:
+`Preempted`, raised from our hook, leaves Ultralytics at once, its last.pt the latest completed epoch's."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from opentelemetry.trace import Span
 
 from contracts.ultralytics import UltralyticsSpec
 from telemetry import tracing
+from trainers.failures import SpecRefused
 from trainers.ultralytics.metrics import simplify
 from trainers.ultralytics.resume import ResumePoint, seed_run_folder
 
@@ -26,6 +31,10 @@ log = logging.getLogger(__name__)
 RUN_NAME = "run"
 # What a job that names no epochs gets: 10, as for timm jobs, rather than Ultralytics' 100.
 DEFAULTS: dict[str, Any] = {"epochs": 10}
+
+
+class Preempted(Exception):
+    """Raised from a hook to leave Ultralytics' training at once (caught by `train`)."""
 
 
 @dataclass
@@ -44,6 +53,10 @@ class EpochReporter:
     `on_fit_epoch_end` also fires for an epoch cut short by a stop, and once more after the loop for the
     final validation of best.pt (with `trainer.epoch` one past the last). `on_train_epoch_end` tells them
     apart: it marks which epoch just finished training, and whether it finished or was stopped.
+
+    `preempt` (set with `stop`) raises `Preempted` after the batch (of training or of the epoch's
+    validation: an epoch cut short in either is not done), or after the epoch's report; not after the last
+    epoch's: training is over then, and the run ends as it would have (best.pt validated, uploaded).
     """
 
     def __init__(
@@ -51,8 +64,10 @@ class EpochReporter:
         stop: threading.Event,
         on_epoch: Callable[[int, int, dict[str, float], float], None],
         outcome: Outcome,
+        preempt: threading.Event | None = None,
     ) -> None:
         self._stop = stop
+        self._preempt = preempt or threading.Event()
         self._on_epoch = on_epoch
         self._outcome = outcome
         self._finished: tuple[int, bool] | None = None  # (epoch, completed) of the latest training pass
@@ -64,8 +79,15 @@ class EpochReporter:
         model.add_callback("on_train_batch_end", self.on_train_batch_end)
         model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
         model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+        model.add_callback("on_val_batch_end", self.on_val_batch_end)  # the trainer's validator has ours
 
-    def _check_stop(self, trainer: Any) -> None:
+    def _check_stop(self, trainer: Any, epoch_done: bool = False) -> None:
+        if self._preempt.is_set() and not self._outcome.stopped:
+            if epoch_done and trainer.epoch + 1 >= trainer.epochs:
+                return  # the last epoch is done: nothing left to preempt
+            log.info("preempted: leaving training in epoch %d", trainer.epoch + 1)
+            self._outcome.stopped = True
+            raise Preempted
         if self._stop.is_set() and not self._outcome.stopped:
             log.info("stopping training at epoch %d", trainer.epoch + 1)
             self._outcome.stopped = True
@@ -92,6 +114,13 @@ class EpochReporter:
     def on_train_epoch_end(self, trainer: Any) -> None:
         self._finished = (trainer.epoch, not self._outcome.stopped)
 
+    def on_val_batch_end(self, validator: Any) -> None:
+        # An epoch's validation (`_finished` is set from its training's end to its report), not best.pt's.
+        if self._finished is not None and self._preempt.is_set() and not self._outcome.stopped:
+            log.info("preempted: leaving the validation of epoch %d", self._finished[0] + 1)
+            self._outcome.stopped = True
+            raise Preempted
+
     def on_fit_epoch_end(self, trainer: Any) -> None:
         finished, self._finished = self._finished, None
         if finished is None:  # the final validation of best.pt
@@ -107,14 +136,15 @@ class EpochReporter:
             self._outcome.metrics = {k: v for k, v in metrics.items() if not k.startswith(("train_", "val_"))}
             self._on_epoch(epoch + 1, trainer.epochs, metrics, time.monotonic() - self._epoch_started)
         self.end_epoch_span()
-        self._check_stop(trainer)
+        self._check_stop(trainer, epoch_done=completed)
 
 
 class CheckpointReporter:
-    """`last.pt` -> `on_checkpoint` after every completed epoch but the final one (the run's end uploads that
-    one anyway, its optimizer stripped by then). A stopped run's last.pt holds no completed epoch."""
+    """`last.pt` -> `on_checkpoint(path, epoch)` after every completed epoch but the final one (the run's
+    end uploads that one anyway, its optimizer stripped by then). A stopped run's last.pt holds no completed
+    epoch."""
 
-    def __init__(self, on_checkpoint: Callable[[Path], None], outcome: Outcome) -> None:
+    def __init__(self, on_checkpoint: Callable[[Path, int], None], outcome: Outcome) -> None:
         self._on_checkpoint = on_checkpoint
         self._outcome = outcome
 
@@ -123,7 +153,7 @@ class CheckpointReporter:
 
     def on_model_save(self, trainer: Any) -> None:
         if trainer.epoch + 1 < trainer.epochs and not self._outcome.stopped:
-            self._on_checkpoint(trainer.last)
+            self._on_checkpoint(trainer.last, trainer.epoch + 1)
 
 
 def _resume_from(point: ResumePoint, model: Any, save_dir: Path) -> dict[str, Any]:
@@ -172,17 +202,22 @@ def train(
     *,
     resume: ResumePoint | None = None,
     weights: Path | None = None,
-    on_checkpoint: Callable[[Path], None] | None = None,
+    on_checkpoint: Callable[[Path, int], None] | None = None,
+    preempt: threading.Event | None = None,
 ) -> Outcome:
     """Train `spec.model` on `data` into `project/run`, from scratch or from `weights` (an Ultralytics
     checkpoint: what fits the model's YAML is taken), or on from `resume`. The caller has run
-    `offline.prepare` already."""
+    `offline.prepare` already. Preempted (`preempt` set, with `stop`), the outcome is stopped and the run
+    folder's weights/last.pt, if any, holds the latest epoch completed."""
     from ultralytics import YOLO
 
     arguments = train_arguments(spec, data, project)
     outcome = Outcome(save_dir=project / RUN_NAME)
-    model = YOLO(spec.model, task=spec.task)
-    epochs = EpochReporter(stop, on_epoch, outcome)
+    try:
+        model = YOLO(spec.model, task=spec.task)
+    except FileNotFoundError as exc:  # a name of the right shape that Ultralytics has no YAML for
+        raise SpecRefused(f"Ultralytics has no model {spec.model} ({exc})") from exc
+    epochs = EpochReporter(stop, on_epoch, outcome, preempt)
     epochs.register(model)
     if on_checkpoint is not None:
         CheckpointReporter(on_checkpoint, outcome).register(model)
@@ -194,6 +229,8 @@ def train(
     log.info("training %s (%s) with %s", spec.model, spec.task, arguments)
     try:
         model.train(**arguments)
+    except Preempted:
+        pass  # outcome.stopped, by the hook that raised it
     finally:
         epochs.end_epoch_span()
     return outcome

@@ -10,6 +10,7 @@ from typing import Any, get_args
 from contracts.exports import ExportFormat
 from contracts.jobs import JobState
 from vtp.client import ApiClient
+from vtp.commands import job_logs
 from vtp.commands.common import open_client, print_json, print_table
 from vtp.watch import watch_job
 
@@ -51,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("job_id", metavar="ID")
         command.set_defaults(handler=handler)
+
+    job_logs.register(commands, common)
 
     download = commands.add_parser("download", parents=[common], help="download an artifact")
     download.add_argument("job_id", metavar="ID")

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainers.lifetime import dies_with_parent
+from trainers.preemption import grace_from_environ
 from vtp.embedded import ownership
 
-STOP_TIMEOUT = 15.0
+# Beyond a trainer's preemption grace: the pool lets a preempted trainer save its checkpoint, then stops.
+STOP_MARGIN = 15.0
 RESTART_BACKOFF_MAX = 30.0
 HEALTHY_RUN = 60.0  # a child that ran this long before dying restarts without backoff
 
@@ -107,8 +109,10 @@ def supervise_once(children: list[Child]) -> None:
             say(f"{child.part} restarted")
 
 
-def stop_children(children: list[Child], timeout: float = STOP_TIMEOUT) -> None:
-    """Each child's stop signal, wait up to `timeout`, then kill what is left (with its process group)."""
+def stop_children(children: list[Child], timeout: float | None = None) -> None:
+    """Each child's stop signal, wait up to `timeout` (default: `VTP_PREEMPT_GRACE` and a margin), then kill
+    what is left (with its process group)."""
+    timeout = grace_from_environ() + STOP_MARGIN if timeout is None else timeout
     for child in children:
         child.terminate()
     deadline = time.monotonic() + timeout

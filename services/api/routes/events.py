@@ -3,14 +3,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from contracts.jobs import JobState
+from services.api import pending as pending_reasons
 from services.api import service, sse
-from services.api.deps import CurrentProject, FeedDep, ReadModelDep, SessionDep, SettingsDep
+from services.api.deps import (
+    CurrentProject,
+    EngineDep,
+    FeedDep,
+    PoolsDep,
+    ReadModelDep,
+    SessionDep,
+    SettingsDep,
+)
 from services.api.errors import InvalidField
 from services.api.routes.params import MAX_SEQUENCE, JobId, LastEventIdQuery
 from services.api.schemas import ErrorOut
@@ -27,6 +37,13 @@ SSE_RESPONSE = {
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 LastEventIdHeader = Annotated[str | None, Header(alias="Last-Event-ID")]
+PendingQuery = Annotated[
+    bool,
+    Query(
+        description="Also send `job.pending` events (they have no `id:`) while the job waits: its "
+        "`queue_position` and `pending_reason`, once the history is sent and whenever the reason changes."
+    ),
+]
 
 
 def _resume_point(header: str | None, query: int | None) -> int | None:
@@ -47,12 +64,23 @@ async def job_events(
     feed: FeedDep,
     read_model: ReadModelDep,
     settings: SettingsDep,
+    engine: EngineDep,
+    pools: PoolsDep,
     last_event_id_header: LastEventIdHeader = None,
     last_event_id: LastEventIdQuery = None,
+    pending: PendingQuery = False,
 ) -> StreamingResponse:
-    """The job's events from the start (or after `Last-Event-ID`), then live; ends after the terminal one."""
+    """The job's events from the start (or after `Last-Event-ID`), then live; ends after the terminal one.
+    With `pending=true`, also why it waits while it does (`job.pending`)."""
     job = await service.get_job(session, project.id, job_id)
     after = _resume_point(last_event_id_header, last_event_id) or 0
+    watch = None
+    if pending:
+
+        async def sample() -> pending_reasons.Sample | None:
+            return await pending_reasons.sample(engine, pools, job_id, datetime.now(UTC))
+
+        watch = sse.PendingWatch(job_id, sample, read_model.caught_up)
     stream = sse.job_events(
         feed,
         job.id,
@@ -60,6 +88,7 @@ async def job_events(
         JobState(job.state).terminal,
         settings.sse_keepalive_seconds,
         read_model.caught_up,
+        watch,
     )
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response
@@ -15,16 +15,28 @@ from services.api import service
 from services.api.deps import (
     CurrentProject,
     FeedDep,
+    PoolsDep,
     PublisherDep,
     SessionDep,
+    SettingsDep,
     StorageDep,
     SubmittingDep,
 )
 from services.api.errors import NotFound
 from services.api.metrics_history import metrics_history
-from services.api.routes.params import ArtifactName, Cursor, Framework, JobId
-from services.api.schemas import ArtifactOut, ErrorOut, JobCreate, JobOut, JobPage, MetricsHistory
-from services.common.storage import InvalidKey, ObjectNotFound
+from services.api.models import Artifact
+from services.api.pending import pending_of
+from services.api.routes.params import ArtifactName, Cursor, Framework, JobId, Pool
+from services.api.schemas import (
+    ArtifactOut,
+    ArtifactUrl,
+    ErrorOut,
+    JobCreate,
+    JobOut,
+    JobPage,
+    MetricsHistory,
+)
+from services.common.storage import InvalidKey, ObjectInfo, ObjectNotFound, Storage
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
@@ -73,20 +85,27 @@ async def submit_job(
 async def list_jobs(
     project: CurrentProject,
     session: SessionDep,
+    pools: PoolsDep,
     state: JobState | None = None,
     framework: Framework = None,
+    pool: Pool = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Cursor = None,
 ) -> JobPage:
-    """Jobs of the caller's project, newest first. The platform's own dataset validation jobs are listed
-    only when asked for (`framework=validation`)."""
-    jobs, next_cursor = await service.list_jobs(session, project.id, state, limit, cursor, framework)
-    return JobPage(items=[JobOut.of(job) for job in jobs], next_cursor=next_cursor)
+    """Jobs of the caller's project, newest first, the QUEUED ones with their `queue_position` and
+    `pending_reason`; `state`, `framework` and `pool` narrow the list. The platform's own dataset validation
+    jobs are listed only when asked for (`framework=validation`)."""
+    jobs, next_cursor = await service.list_jobs(session, project.id, state, limit, cursor, framework, pool)
+    waiting = await pending_of(await session.connection(), pools, jobs, datetime.now(UTC))
+    return JobPage(items=[JobOut.of(job, waiting.get(job.id)) for job in jobs], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
-async def get_job(job_id: JobId, project: CurrentProject, session: SessionDep) -> JobOut:
-    return JobOut.of(await service.get_job(session, project.id, job_id))
+async def get_job(job_id: JobId, project: CurrentProject, session: SessionDep, pools: PoolsDep) -> JobOut:
+    """The job; a QUEUED one with its `queue_position` and `pending_reason`."""
+    job = await service.get_job(session, project.id, job_id)
+    waiting = await pending_of(await session.connection(), pools, [job], datetime.now(UTC))
+    return JobOut.of(job, waiting.get(job.id))
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsHistory, responses=ERRORS)
@@ -130,11 +149,10 @@ async def list_artifacts(job_id: JobId, project: CurrentProject, session: Sessio
 async def download_artifact(
     job_id: JobId, name: ArtifactName, project: CurrentProject, session: SessionDep, storage: StorageDep
 ) -> StreamingResponse:
+    """The file, streamed through the api (with the key). A browser, whose link cannot carry the key,
+    follows a signed URL instead (`GET /v1/jobs/{id}/artifacts/{name}/url`)."""
     artifact = await service.get_artifact(session, project.id, job_id, name)
-    try:
-        info = await storage.stat(artifact.storage_key)
-    except (ObjectNotFound, InvalidKey) as exc:
-        raise NotFound(f"artifact {name!r} of job {job_id} is recorded but its file is missing") from exc
+    info = await _stored(storage, artifact)
     return StreamingResponse(
         storage.read_stream(artifact.storage_key),
         media_type="application/octet-stream",
@@ -144,3 +162,30 @@ async def download_artifact(
             "X-Checksum-SHA256": artifact.sha256,
         },
     )
+
+
+@router.get("/{job_id}/artifacts/{name}/url", response_model=ArtifactUrl, responses=ERRORS)
+async def artifact_url(
+    job_id: JobId,
+    name: ArtifactName,
+    project: CurrentProject,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> ArtifactUrl:
+    """A short-lived signed URL (`VTP_DOWNLOAD_URL_TTL`, 5 minutes) that downloads the artifact straight from
+    storage without a key, as an attachment named for it: a browser navigates to it and saves the file."""
+    artifact = await service.get_artifact(session, project.id, job_id, name)
+    await _stored(storage, artifact)
+    expires_at = datetime.now(UTC) + timedelta(seconds=settings.download_url_ttl)
+    url = storage.presign(artifact.storage_key, "GET", settings.download_url_ttl)
+    return ArtifactUrl(url=url, expires_at=expires_at)
+
+
+async def _stored(storage: Storage, artifact: Artifact) -> ObjectInfo:
+    try:
+        return await storage.stat(artifact.storage_key)
+    except (ObjectNotFound, InvalidKey) as exc:
+        raise NotFound(
+            f"artifact {artifact.name!r} of job {artifact.job_id} is recorded but its file is missing"
+        ) from exc

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Path, Query
 
 from contracts.base import StorableStr
+from contracts.jobs import POOL_PATTERN
 
 # A JetStream stream sequence (the SSE `id:`) is an unsigned 64-bit number; Postgres' bigint holds 2**63-1.
 MAX_SEQUENCE = 2**63 - 1
@@ -23,4 +24,5 @@ LastEventIdQuery = Annotated[
 ]
 Cursor = Annotated[StorableStr | None, Query(max_length=500)]
 Framework = Annotated[StorableStr | None, Query(max_length=32)]
+Pool = Annotated[str | None, Query(pattern=POOL_PATTERN, description="Only jobs on this pool.")]
 DatasetName = Annotated[StorableStr | None, Query(max_length=100, description="Only this name's versions.")]

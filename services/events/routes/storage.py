@@ -1,4 +1,5 @@
-"""`/v1/storage/<key>`: the local backend's signed URLs (GET downloads, PUT uploads), streamed both ways."""
+"""`/v1/storage/<key>`: the local backend's signed URLs (GET downloads, PUT uploads), streamed both ways;
+browsers may use them from any origin (CORS: `app.StorageCors`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from services.common import storage
 from services.events.routes.deps import StorageServiceDep
 
 router = APIRouter(prefix="/v1/storage", tags=["storage"])
@@ -28,9 +30,9 @@ async def download(
 ) -> StreamingResponse:
     service.authorize(key, "GET", method, expires, signature)
     size, chunks = await service.open_read(key)
-    return StreamingResponse(
-        chunks, media_type="application/octet-stream", headers={"Content-Length": str(size)}
-    )
+    # As an attachment: a browser sent here (an artifact's download from the dashboard) saves a file.
+    headers = {"Content-Length": str(size), "Content-Disposition": storage.attachment(key)}
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
 
 @router.put("/{key:path}", status_code=201)

@@ -1,7 +1,8 @@
 """The job state machine: `decide(job, input, policy) -> Decision`. Pure: no I/O, no clock.
 
 PENDING -> QUEUED -> RUNNING -> {SUCCEEDED | FAILED | CANCELLED}; a failed attempt goes back to QUEUED after a
-backoff (`job.retrying`, then `job.queued` on the tick at `retry_at`). Every event gets the next version
+backoff (`job.retrying`, then `job.queued` on the tick at `retry_at`); a preempted run goes back to QUEUED at
+once, its attempt unchanged (`job.preempted`, `job.queued`). Every event gets the next version
 and the time of the input that caused it. Anything illegal is rejected with a reason, changing nothing.
 """
 
@@ -11,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from contracts.commands import CancelJob, SubmitJob
+from contracts.commands import DEFAULT_MAX_PREEMPTIONS, CancelJob, SubmitJob
 from contracts.events import JobEvent
 from contracts.jobs import EventType, JobState
 from contracts.reports import ArtifactReport, DoneReport, LogReport, ProgressReport, Report
@@ -31,6 +32,7 @@ class _Builder:
     def emit(self, event_type: EventType, payload: dict[str, Any] | None = None, **changes: Any) -> None:
         if changes.get("state", self.job.state) != self.job.state:
             changes["state_since"] = self.time
+            changes.setdefault("queue_deadline", None)  # waiting ends with QUEUED
         self.job = replace(self.job, version=self.job.version + 1, **changes)
         self.events.append(
             JobEvent(
@@ -46,17 +48,31 @@ class _Builder:
             )
         )
 
-    def queue(self) -> None:
-        self.emit(EventType.QUEUED, {"pool": self.job.pool}, state=JobState.QUEUED, retry_at=None)
-        self.effects.append(Dispatch(job_id=self.job.job_id, attempt=self.job.attempt, pool=self.job.pool))
+    def queue(self, policy: Policy) -> None:
+        """Hand the attempt to its pool; past its queue timeout without a runner, the job fails."""
+        timeout = self.job.queue_timeout if self.job.queue_timeout is not None else policy.queue_timeout
+        deadline = self.time + timedelta(seconds=timeout) if timeout else None
+        self.emit(
+            EventType.QUEUED,
+            {"pool": self.job.pool},
+            state=JobState.QUEUED,
+            retry_at=None,
+            queue_deadline=deadline,
+        )
+        self.effects.append(
+            Dispatch(
+                job_id=self.job.job_id, attempt=self.job.attempt, pool=self.job.pool, run=self.job.preemptions
+            )
+        )
 
-    def fail_attempt(self, reason: str, policy: Policy) -> None:
-        """The current attempt failed: retry after the backoff, or fail the job once attempts are spent."""
+    def fail_attempt(self, reason: str, policy: Policy, *, retryable: bool = True) -> None:
+        """The current attempt failed: retry after the backoff, or fail the job once attempts are spent, or
+        at once when the failure is not `retryable` (another attempt would fail the same way)."""
         attempt = self.job.attempt
-        if attempt >= self.job.max_attempts:
+        if not retryable or attempt >= self.job.max_attempts:
             self.emit(
                 EventType.FAILED,
-                {"reason": reason},
+                {"reason": reason} if retryable else {"reason": reason, "retryable": False},
                 state=JobState.FAILED,
                 heartbeat_deadline=None,
                 retry_at=None,
@@ -85,7 +101,7 @@ def _reject(job: Job | None, reason: str) -> Decision:
 def decide(job: Job | None, command: Input, policy: Policy) -> Decision:
     """Apply one input to a job's state (`None` when the scheduler has never seen the job)."""
     if isinstance(command, SubmitJob):
-        return _submit(job, command)
+        return _submit(job, command, policy)
     if job is None:
         return _reject(None, "unknown job")
     if job.state.terminal:
@@ -97,7 +113,7 @@ def decide(job: Job | None, command: Input, policy: Policy) -> Decision:
     return _report(job, command, policy)
 
 
-def _submit(job: Job | None, command: SubmitJob) -> Decision:
+def _submit(job: Job | None, command: SubmitJob, policy: Policy) -> Decision:
     if job is not None:
         return _reject(job, "duplicate submit")
     created = Job(
@@ -112,6 +128,10 @@ def _submit(job: Job | None, command: SubmitJob) -> Decision:
         pool=command.pool,
         max_attempts=command.max_attempts,
         trace_id=command.trace_id,
+        queue_timeout=command.queue_timeout,
+        max_preemptions=(
+            command.max_preemptions if command.max_preemptions is not None else DEFAULT_MAX_PREEMPTIONS
+        ),
     )
     builder = _Builder(created, command.submitted_at)
     builder.emit(
@@ -123,9 +143,11 @@ def _submit(job: Job | None, command: SubmitJob) -> Decision:
             "pool": command.pool,
             "max_attempts": command.max_attempts,
             **({"idempotency_key": command.idempotency_key} if command.idempotency_key else {}),
+            **({"queue_timeout": command.queue_timeout} if command.queue_timeout is not None else {}),
+            **({"max_preemptions": command.max_preemptions} if command.max_preemptions is not None else {}),
         },
     )
-    builder.queue()
+    builder.queue(policy)
     return builder.decision()
 
 
@@ -146,7 +168,12 @@ def _cancel(job: Job, command: CancelJob) -> Decision:
 def _tick(job: Job, tick: Tick, policy: Policy) -> Decision:
     builder = _Builder(job, tick.now)
     if job.retry_at is not None and tick.now >= job.retry_at:
-        builder.queue()
+        builder.queue(policy)
+        return builder.decision()
+    if job.queue_deadline is not None and tick.now >= job.queue_deadline:
+        waited = (job.queue_deadline - job.state_since).total_seconds() if job.state_since else None
+        within = f" within {waited:g} s" if waited is not None else ""
+        builder.fail_attempt(f"no runner took it{within} (queue timeout)", policy, retryable=False)
         return builder.decision()
     if job.heartbeat_deadline is not None and tick.now >= job.heartbeat_deadline:
         builder.fail_attempt(f"no heartbeat for {policy.heartbeat_timeout:g} s", policy)
@@ -159,6 +186,12 @@ def _report(job: Job, report: Report, policy: Policy) -> Decision:
         return _reject(job, f"report for attempt {report.attempt}, current attempt is {job.attempt}")
     if job.retry_at is not None:
         return _reject(job, f"attempt {job.attempt} is not dispatched yet")
+    if (report.run or 0) != job.preemptions:
+        return _reject(
+            job,
+            f"report of run {report.run or 0} of attempt {job.attempt}, which was preempted (now run "
+            f"{job.preemptions})",
+        )
     builder = _Builder(job, report.time)
     deadline = report.time + timedelta(seconds=policy.heartbeat_timeout)
     if job.state is JobState.QUEUED:
@@ -173,7 +206,10 @@ def _report(job: Job, report: Report, policy: Policy) -> Decision:
             progress["epoch_seconds"] = report.epoch_seconds
         builder.emit(EventType.PROGRESS, progress)
     elif isinstance(report, LogReport):
-        builder.emit(EventType.LOG, {"level": report.level, "message": report.message})
+        log: dict[str, Any] = {"level": report.level, "message": report.message}
+        if report.lines is not None:  # a batch of the trainer's output
+            log["lines"] = [line.model_dump(mode="json") for line in report.lines]
+        builder.emit(EventType.LOG, log)
     elif isinstance(report, ArtifactReport):
         builder.emit(
             EventType.ARTIFACT,
@@ -197,6 +233,8 @@ def _done(builder: _Builder, report: DoneReport, policy: Policy) -> None:
             state=JobState.SUCCEEDED,
             heartbeat_deadline=None,
         )
+    elif report.status == "preempted":
+        _preempted(builder, report.reason or "preempted", policy)
     elif report.status == "cancelled":
         # The trainer stopped on its own (had the job been cancelled here, the report would be rejected).
         builder.emit(
@@ -206,4 +244,21 @@ def _done(builder: _Builder, report: DoneReport, policy: Policy) -> None:
             heartbeat_deadline=None,
         )
     else:
-        builder.fail_attempt(report.reason or "trainer reported failure", policy)
+        builder.fail_attempt(report.reason or "trainer reported failure", policy, retryable=report.retryable)
+
+
+def _preempted(builder: _Builder, reason: str, policy: Policy) -> None:
+    """The trainer was stopped from outside (an eviction, a spot reclaim) and saved a checkpoint: the
+    attempt runs again, unchanged, from it. Past `max_preemptions`, a preemption is a failed attempt."""
+    job = builder.job
+    if job.preemptions >= job.max_preemptions:
+        builder.fail_attempt(f"{reason} (preempted {job.preemptions} times: max_preemptions spent)", policy)
+        return
+    builder.emit(
+        EventType.PREEMPTED,
+        {"reason": reason, "preemptions": job.preemptions + 1},
+        state=JobState.QUEUED,
+        preemptions=job.preemptions + 1,
+        heartbeat_deadline=None,
+    )
+    builder.queue(policy)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from contracts.base import Message
-from contracts.commands import CancelJob, DatasetRef, SubmitJob
+from contracts.commands import DEFAULT_MAX_PREEMPTIONS, CancelJob, DatasetRef, SubmitJob
 from contracts.events import JobEvent
 from contracts.jobs import JobSpec, JobState
 from contracts.reports import ArtifactReport, DoneReport, HeartbeatReport, LogReport, ProgressReport
@@ -30,6 +30,8 @@ class Policy:
     heartbeat_timeout: float = 60.0
     backoff_base: float = 10.0
     backoff_max: float = 600.0
+    # How long a queued attempt may wait for a runner when its job sets no `queue_timeout` (None: for ever).
+    queue_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,23 @@ class Job:
     retry_at: datetime | None = None
     # When the job entered `state` (the time of the input that moved it there).
     state_since: datetime | None = None
+    # The job's own queue timeout (seconds), and when the queued attempt fails without a runner.
+    queue_timeout: float | None = None
+    queue_deadline: datetime | None = None
+    # Times the job was preempted (each time its attempt ran again, unchanged), and how often it may be.
+    preemptions: int = 0
+    max_preemptions: int = DEFAULT_MAX_PREEMPTIONS
 
 
 @dataclass(frozen=True)
 class Dispatch:
-    """Effect: hand attempt `attempt` of the job to its pool."""
+    """Effect: hand attempt `attempt` of the job to its pool; `run`: how often the attempt was preempted
+    before (its message id and token name the run, so a run after a preemption is a new message)."""
 
     job_id: str
     attempt: int
     pool: str
+    run: int = 0
 
 
 @dataclass(frozen=True)

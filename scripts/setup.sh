@@ -44,3 +44,39 @@ if ! command -v promtool >/dev/null; then
       "apt-get install --no-install-recommends prometheus (Debian's package), then run this again" >&2
   fi
 fi
+
+# Chromium for the dashboard's browser tests (tests/web, Playwright driving the system browser: Playwright
+# cannot download a browser of its own here): Debian's package, with its recommended fonts.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq chromium >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+  else
+    echo "setup: /usr/bin/chromium not found, and the browser tests (tests/web) need it: as root," \
+      "apt-get install chromium (Debian's package), then run this again" >&2
+  fi
+fi
+
+# The web dashboard (web/): `npm ci`, then `npm run build` into web/dist, which the api serves at `/`. Only
+# when something changed: dependencies when the lockfile is newer than the installed tree, the build when a
+# source is newer than it. Needs Node.js 20.19+ (Vite's minimum) with npm.
+node_ok() {
+  command -v npm >/dev/null && command -v node >/dev/null &&
+    node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'
+}
+if node_ok; then
+  if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    (cd web && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  if [ ! -f web/dist/index.html ] ||
+    [ -n "$(find web/src web/index.html web/package.json web/package-lock.json web/vite.config.ts \
+      web/tsconfig.json -newer web/dist/index.html -print -quit)" ]; then
+    (cd web && npm run --silent build >/dev/null)
+    echo "setup: built the web dashboard (web/dist); \`vtp up\` serves it at http://127.0.0.1:8000/"
+  fi
+else
+  echo "setup: Node.js 20.19+ with npm not found ($(node --version 2>/dev/null || echo 'no node')): the web" \
+    "dashboard is NOT built, so \`vtp up\` answers / with a page saying so and the browser tests (tests/web)" \
+    "fail; install Node.js 20.19 or later with npm, then run this again" >&2
+fi

@@ -18,6 +18,7 @@ from starlette.types import Scope
 from contracts.validation import ValidationLimits
 from messaging.broker import make_broker
 from messaging.nats import ensure_streams
+from services.api import web
 from services.api.datasets import Intake
 from services.api.deps import authenticate
 from services.api.feed import EventFeed
@@ -154,6 +155,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(pools.router)
     app.include_router(events.router)
     app.include_router(metrics_route.router)
+    web.mount(app)  # last: the dashboard at `/` takes only what no route above did
     return app
 
 

@@ -68,7 +68,7 @@ def test_a_job_queued_and_run_past_its_token_lifetime_succeeds_at_its_first_atte
     platform: Platform, dataset_id: str, lifetimes_nats: NatsServer
 ) -> None:
     declare_pool(lifetimes_nats, "late")
-    job = submit(platform, job_request(dataset_id, epochs=8, pool="late"))
+    job = submit(platform, job_request(dataset_id, epochs=16, pool="late"))
     time.sleep(TOKEN_TTL + 1)  # the dispatch's token and signed URLs are expired now
 
     finished = run_one_runner(lifetimes_nats, "late")

@@ -234,14 +234,29 @@ async def test_sigterm_after_the_last_epoch_lets_the_job_finish_within_the_grace
     print(f"{framework}: SIGTERM after the last epoch -> succeeded, exit {exited:.2f} s")
 
 
+READ_RESUME_POINT = """
+import sys
+from pathlib import Path
+from trainers.ultralytics.resume import read_resume_point
+point = read_resume_point(Path(sys.argv[1]))
+print(point.epoch, point.epochs)
+"""
+
+
+def resume_point_of(checkpoint: Path) -> tuple[int, int]:
+    """(epoch, epochs) of an Ultralytics checkpoint, read in a process of its own: unpickling one imports
+    ultralytics, which patches PIL's `Image.open` for the rest of the process (and the tests after this)."""
+    command = [sys.executable, "-c", READ_RESUME_POINT, str(checkpoint)]
+    epoch, epochs = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+    return int(epoch), int(epochs)
+
+
 @pytest.mark.parametrize("budget", ["1", "0"])
 async def test_yolo_sigterm_uploads_its_last_pt_of_the_epoch_before(
     platform, js, yolo_datasets, tmp_path, budget
 ):
     """Budget 1: every epoch's last.pt is uploaded, SIGTERM in epoch 2. Budget 0: only epoch 1's, SIGTERM
     after epoch 2: the preemption uploads Ultralytics' last.pt, still the completed epoch's."""
-    from trainers.ultralytics.resume import read_resume_point
-
     dataset = yolo_datasets["yolo-detect"]
     hyperparameters = {"epochs": 4, "imgsz": 64, "batch": 4, "mosaic": 0.0, "seed": 0}
     spec = {"framework": "ultralytics", "task": "detect", "model": "yolo11n.yaml"}
@@ -262,8 +277,7 @@ async def test_yolo_sigterm_uploads_its_last_pt_of_the_epoch_before(
     # Ultralytics' own last.pt of that epoch, optimizer and all; nothing of the unfinished run's end.
     uploaded = [a.name for a in of_kind(found, ArtifactReport)]
     assert uploaded == ["last.pt"] * (completed if budget == "1" else 2)
-    point = read_resume_point(saved_checkpoint(platform, job_id, tmp_path))
-    assert (point.epoch, point.epochs) == (completed, 4)
+    assert resume_point_of(saved_checkpoint(platform, job_id, tmp_path)) == (completed, 4)
     print(f"yolo, budget {budget}: SIGTERM after epoch {completed} -> {exited:.2f} s; {trainer.saving()}")
 
     env |= next_run(platform, job_id)

@@ -81,6 +81,18 @@ def submit(platform: Platform, body: dict, key: str | None = None) -> dict:
     return dict(response.json())
 
 
+def wait_for_state(platform: Platform, job_id: str, states: set[str], timeout: float = 240) -> dict[str, Any]:
+    """The job, once it is in one of `states` (polling `GET /v1/jobs/{id}`)."""
+    deadline = time.monotonic() + timeout
+    with platform.client() as client:
+        while True:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if job["state"] in states:
+                return dict(job)
+            assert time.monotonic() < deadline, f"job {job_id} still {job['state']} after {timeout:.0f} s"
+            time.sleep(0.3)
+
+
 def job_request(dataset: str, epochs: int = 2, **overrides: Any) -> dict[str, Any]:
     return {
         "framework": "timm",

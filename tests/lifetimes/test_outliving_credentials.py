@@ -10,23 +10,11 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from typing import Any
 
 from messaging import nats as common_nats
-from tests.e2e.helpers import Platform, job_request, sse_events, submit
+from tests.e2e.helpers import Platform, job_request, sse_events, submit, wait_for_state
 from tests.lifetimes.conftest import TOKEN_TTL
 from vtp.embedded.nats_server import NatsServer
-
-
-def wait_for(platform: Platform, job_id: str, states: set[str], timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    with platform.client() as client:
-        while True:
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            if job["state"] in states:
-                return dict(job)
-            assert time.monotonic() < deadline, f"job {job_id} still {job['state']} after {timeout:.0f} s"
-            time.sleep(0.3)
 
 
 def event_times(platform: Platform, job_id: str) -> dict[str, datetime]:
@@ -75,7 +63,7 @@ def test_a_job_queued_and_run_past_its_token_lifetime_succeeds_at_its_first_atte
 
     output = finished.stdout + finished.stderr
     assert finished.returncode == 0, output[-3000:]
-    done = wait_for(platform, job["id"], {"SUCCEEDED", "FAILED", "CANCELLED"})
+    done = wait_for_state(platform, job["id"], {"SUCCEEDED", "FAILED", "CANCELLED"})
     assert (done["state"], done["attempt"]) == ("SUCCEEDED", 1), done
     assert "callback token renewed" in output  # by a heartbeat's answer, while it ran
     with platform.client() as client:
@@ -95,7 +83,7 @@ def test_a_job_no_runner_takes_fails_after_its_queue_timeout(
     declare_pool(lifetimes_nats, "nobody")
     job = submit(platform, job_request(dataset_id, pool="nobody", queue_timeout=2))
 
-    failed = wait_for(platform, job["id"], {"FAILED", "SUCCEEDED", "CANCELLED"}, timeout=30)
+    failed = wait_for_state(platform, job["id"], {"FAILED", "SUCCEEDED", "CANCELLED"}, timeout=30)
 
     assert (failed["state"], failed["attempt"]) == ("FAILED", 1)
     assert failed["reason"] == "no runner took it within 2 s (queue timeout)", failed

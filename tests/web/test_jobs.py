@@ -15,7 +15,7 @@ import httpx
 from playwright.sync_api import Browser, Page, Route, expect
 
 from messaging.nats import connect, ensure_pool_consumer
-from tests.e2e.helpers import Platform, job_request, submit
+from tests.e2e.helpers import Platform, job_request, submit, wait_for_state
 from tests.web.pages import (
     at_phone_width,
     job_state,
@@ -30,17 +30,6 @@ from vtp.embedded.nats_server import NatsServer
 
 EPOCHS = 3
 JOB_TIMEOUT_MS = 240_000
-
-
-def wait_for(platform: Platform, job_id: str, states: set[str], timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    with platform.client() as client:
-        while True:
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            if job["state"] in states:
-                return dict(job)
-            assert time.monotonic() < deadline, job
-            time.sleep(0.5)
 
 
 def test_submit_a_timm_job_watch_it_train_and_download_its_checkpoint(
@@ -257,7 +246,7 @@ def test_compare_two_jobs(page: Page, platform: Platform, dataset_id: str) -> No
         for lr in (0.001, 0.01)
     ]
     for job in jobs:
-        wait_for(platform, job["id"], {"SUCCEEDED"})
+        wait_for_state(platform, job["id"], {"SUCCEEDED"})
     sign_in(page, platform.key)
     for job in jobs:
         page.locator(f"tr[data-job='{job['id']}']").get_by_role("checkbox").check()

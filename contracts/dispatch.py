@@ -14,6 +14,12 @@ from contracts.jobs import JobSpec
 RESUME_CHECKPOINT = "last.pt"
 
 
+def run_id(job_id: str, attempt: int, run: int = 0) -> str:
+    """A run's name in message ids (its dispatch, its done report): `<job_id>:<attempt>`, and `:<run>` once
+    the attempt was preempted and runs again."""
+    return f"{job_id}:{attempt}:{run}" if run else f"{job_id}:{attempt}"
+
+
 class DispatchJob(Message):
     """`resume_url` (attempts after the first) reads the job's `RESUME_CHECKPOINT`; it answers 404 while no
     attempt has finished an epoch yet."""

@@ -30,12 +30,6 @@ class CallbackClaims:
     # How often the attempt was preempted before this run of it (a preempted attempt runs again).
     run: int = 0
 
-    @property
-    def run_id(self) -> str:
-        """The run's name in message ids: `<job_id>:<attempt>`, and `:<run>` after a preemption."""
-        base = f"{self.job_id}:{self.attempt}"
-        return f"{base}:{self.run}" if self.run else base
-
     def past_half_life(self, now: float) -> bool:
         """Whether the token has lived half its lifetime: time for a new one (services/events/renewal.py)."""
         return now >= self.issued_at + (self.expires_at - self.issued_at) / 2

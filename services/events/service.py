@@ -30,6 +30,7 @@ from contracts.callbacks import (
     LogCallback,
     ProgressCallback,
 )
+from contracts.dispatch import run_id
 from contracts.jobs import JobState
 from contracts.reports import (
     ArtifactReport,
@@ -233,7 +234,7 @@ class CallbackService:
         )
         # One done per attempt: a retried callback, or the runner reporting after its trainer did, is dropped
         # by JetStream's duplicate window.
-        await self._publish(report, trace, msg_id=f"{claims.run_id}:done")
+        await self._publish(report, trace, msg_id=f"{run_id(claims.job_id, claims.attempt, claims.run)}:done")
 
     @staticmethod
     def _base(claims: CallbackClaims, time: datetime, trace: Context) -> dict[str, object]:

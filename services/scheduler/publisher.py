@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 from contracts import subjects
-from contracts.dispatch import DispatchJob
+from contracts.dispatch import DispatchJob, run_id
 from messaging.nats import ensure_pool_consumer
 from services.scheduler.core import Decision, Dispatch, Job
 from services.scheduler.credentials import Issuer
@@ -106,8 +106,7 @@ class Publisher:
         if effect.pool not in self._pools:
             await ensure_pool_consumer(self._js, effect.pool)
             self._pools.add(effect.pool)
-        run_id = f"{effect.job_id}:{effect.attempt}"
-        headers = {MSG_ID_HEADER: f"{run_id}:{effect.run}" if effect.run else run_id}
+        headers = {MSG_ID_HEADER: run_id(effect.job_id, effect.attempt, effect.run)}
         # The message's own span, under the input's: the runner continues it. Stored with the message in the
         # outbox, so a relayed copy carries the same context.
         attributes = {"vtp.job_id": effect.job_id, "vtp.attempt": effect.attempt, "vtp.pool": effect.pool}

@@ -3,6 +3,8 @@ past `max_preemptions` a preemption is a failed attempt."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from scheduler_factories import POLICY, at, done, heartbeat, progress, submit
 
 from contracts.jobs import EventType, JobState
@@ -68,7 +70,7 @@ def test_no_preemptions_allowed_fails_the_attempt_at_the_first() -> None:
 
 
 def test_a_preempted_job_waits_with_a_fresh_queue_deadline() -> None:
-    policy = POLICY.__class__(**{**POLICY.__dict__, "queue_timeout": 30})
+    policy = replace(POLICY, queue_timeout=30)
     command = submit("j1")
     job = decide(None, command, policy).state
     job = decide(job, heartbeat("j1", time=10), policy).state

@@ -54,6 +54,12 @@ def report_subject(job_id: str, kind: str) -> str:
     return f"{PREFIX}.report.{job_id}.{kind}"
 
 
+def report_job(subject: str) -> str | None:
+    """The job a report subject is about (`report_subject`'s `job_id`); None for any other subject."""
+    parts = subject.split(".")
+    return parts[3] if len(parts) == 5 and subject.startswith(f"{PREFIX}.report.") else None
+
+
 def event_subject(job_id: str, event_type: str) -> str:
     """`job.progress` -> `vtp.v1.job.<job_id>.progress`."""
     return f"{PREFIX}.job.{job_id}.{event_type.removeprefix('job.')}"

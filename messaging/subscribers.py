@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 
-from messaging.group_commit import GroupCommit
+from messaging.group_commit import GroupCommit, Key
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,13 @@ class BatchSubscription:
         batch_size: int,
         parallel: int,
         subject: str | None = None,
+        key: Key[Msg] | None = None,
     ) -> None:
         """`subject`: what the subscription listens to; by default the consumer's filter subject (a
-        consumer with several filter subjects delivers what they choose)."""
+        consumer with several filter subjects delivers what they choose). `key`: messages of one key are
+        applied in order, never in two batches at once (messaging.group_commit)."""
         assert config.durable_name is not None
-        self._group = GroupCommit(handle, batch_size, parallel)
+        self._group = GroupCommit(handle, batch_size, parallel, key)
 
         async def take(message: Any) -> None:
             self._group.put(message)

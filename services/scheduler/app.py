@@ -15,13 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts import streams, subjects
 from messaging.broker import make_broker
+from messaging.group_commit import Key
 from messaging.nats import ensure_streams
 from messaging.subscribers import BatchSubscription, ensure_push_consumer, raw_message
 from services.common.startup import tune_garbage_collector
 from services.common.storage import make_storage
 from services.scheduler import repository
 from services.scheduler.credentials import Desk, Issuer
-from services.scheduler.handlers import Handler, Parser, parse_command, parse_report
+from services.scheduler.handlers import Handler, Parser, parse_command, parse_report, report_key
 from services.scheduler.publisher import Publisher
 from services.scheduler.service import SchedulerService
 from services.scheduler.settings import SchedulerSettings
@@ -85,26 +86,32 @@ class SchedulerApp:
         # What a crash left committed but unsent goes out before any new input is applied.
         await self.service.relay.relay_leftovers(older_than=0)
 
-        consumers: tuple[tuple[str, str, str, Parser], ...] = (
+        # A job's reports are applied in the order they came (its last log lines before its `done`); a
+        # command waits for nothing (a cancel that overtakes its job's submit is deferred and comes again).
+        consumers: tuple[tuple[str, str, str, Parser, Key[Msg] | None], ...] = (
             (
                 subjects.COMMANDS_STREAM,
                 subjects.SCHEDULER_COMMANDS_CONSUMER,
                 subjects.COMMANDS_ALL,
                 parse_command,
+                None,
             ),
             (
                 subjects.REPORTS_STREAM,
                 subjects.SCHEDULER_REPORTS_CONSUMER,
                 subjects.REPORTS_ALL,
                 parse_report,
+                report_key,
             ),
         )
         batch_size, parallel = settings.batch_size, settings.parallel_batches
-        for stream, durable, filter_subject, parse in consumers:
+        for stream, durable, filter_subject, parse, key in consumers:
             await ensure_push_consumer(js, stream, durable)
             config = streams.scheduler_consumer(durable, filter_subject, batch_size * (parallel + 1))
             handler = Handler(self.service, parse)
-            subscription = BatchSubscription(self.broker, stream, config, handler, batch_size, parallel)
+            subscription = BatchSubscription(
+                self.broker, stream, config, handler, batch_size, parallel, key=key
+            )
             self._subscriptions.append(subscription)
         await self.broker.start()
         self._tasks.append(

@@ -55,6 +55,11 @@ def parse_report(msg: Msg) -> Input:
         raise UnreadableMessage(str(exc)) from exc
 
 
+def report_key(msg: Msg) -> str | None:
+    """What orders reports (messaging.group_commit): their job."""
+    return subjects.report_job(msg.subject)
+
+
 def failure_delay(deliveries: int) -> float:
     return min(0.1 * 2 ** min(deliveries, 10), MAX_NAK_DELAY_SECONDS)
 

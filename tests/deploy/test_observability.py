@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.deploy import observed_metrics
 from tests.deploy.chart import Helm, HelmFailed, only
 from tests.deploy.test_chart_checks import builtin_errors
 from vtp import prometheus as vtp_prometheus
+from vtp.embedded.ports import free_port
 
 PROMETHEUS = observed_metrics.OBSERVABILITY / "prometheus"
 KUBERNETES_CONFIG = PROMETHEUS / "prometheus-kubernetes.yaml"
@@ -145,12 +145,6 @@ def discovered_pods(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 addresses = [f"{ip}:{port}" if port else ip for port in ports]
                 groups.append({"targets": addresses, "labels": labels})
     return groups
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def active_targets(config: Path, folder: Path) -> list[dict[str, Any]]:

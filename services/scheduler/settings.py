@@ -23,7 +23,8 @@ class SchedulerSettings(CommonSettings):
     queue_timeout: float = Field(default=7 * 86_400, ge=0, validation_alias="VTP_QUEUE_TIMEOUT")
     tick_interval: float = Field(default=1.0, gt=0, validation_alias="VTP_TICK_INTERVAL")
     # Each consumer fetches up to `batch_size` messages and applies them in one transaction, with up to
-    # `parallel_batches` transactions at once; row locks keep each job's inputs in order.
+    # `parallel_batches` transactions at once; a job's reports are never in two of them at once
+    # (messaging.group_commit), so they are applied in the order they came.
     batch_size: int = Field(default=128, ge=1, le=1000, validation_alias="VTP_SCHEDULER_BATCH_SIZE")
     parallel_batches: int = Field(default=4, ge=1, validation_alias="VTP_SCHEDULER_PARALLEL_BATCHES")
     db_pool_size: int = Field(default=10, ge=1, validation_alias="VTP_SCHEDULER_DB_POOL_SIZE")

@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil
 from nats.aio.msg import Msg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.harness import EventWatch, bench_setup, upload_dataset
 from bench.lean_http import LeanConnection, open_sse
@@ -299,6 +301,20 @@ async def sse_latency(
 Rows = list[tuple[str, str]]
 
 
+async def checkpoint(database_url: str) -> None:
+    """A Postgres checkpoint, so that the phases measured see the server's steady state. Until its first
+    checkpoint a fresh cluster (the benchmark makes one) creates each 16 MB WAL segment afresh, zero-filled
+    and synced, and the commits waiting behind that stall 100-170 ms (it was the queueing phase's p99 in
+    every run); after one, the next segments are those the checkpoint recycled, as on a server that has
+    run a while."""
+    engine = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("CHECKPOINT"))
+    finally:
+        await engine.dispose()
+
+
 async def run(args: argparse.Namespace, extra_env: dict[str, str] | None = None) -> Rows:
     """One whole run on a platform of its own (`extra_env` added to its environment); its figures."""
     with bench_setup() as setup:
@@ -326,6 +342,7 @@ async def run(args: argparse.Namespace, extra_env: dict[str, str] | None = None)
         await paced(WARM_UP_JOBS, 50, lambda _: submitter.submit_into("bench", warm_up_ids))
         await watch.wait_for("succeeded", warm_up_ids, 120)
         await asyncio.sleep(SETTLE_SECONDS)  # the warm-up's tail (read models, feeds) done first
+        await checkpoint(setup.database_url)
 
         generators = {load_generator.pid or 0}
 

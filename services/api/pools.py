@@ -5,10 +5,12 @@ local pool), `vtp pools prepare` and the chart's prepare job create, and what a 
 A job naming a pool that has none would wait for ever (a typo, a pool never deployed), so the api refuses
 it (422 at `["body", "pool"]`, naming the known pools). The names are read from JetStream and kept for a
 few seconds; a name not among them is looked up again at once, so a pool prepared a moment ago is known.
+Submits that find the names stale at the same moment (a burst, every few seconds) share one read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ class PoolDirectory:
         self._js = js
         self._names: frozenset[str] = frozenset()
         self._read_at = float("-inf")
+        self._reading: asyncio.Task[list[DeclaredPool]] | None = None
 
     async def declared(self) -> list[DeclaredPool]:
         """Every declared pool, read now."""
@@ -52,10 +55,24 @@ class PoolDirectory:
         """Refuse a job to a pool that is not declared (422 naming the known ones)."""
         if pool in self._names and time.monotonic() - self._read_at < CACHE_SECONDS:
             return
-        known = [declared.name for declared in await self.declared()]
+        known = [declared.name for declared in await self._shared_read()]
         if pool not in known:
             listed = ", ".join(known) if known else "none yet (`vtp pools prepare POOL` declares one)"
             raise InvalidField(("body", "pool"), f"pool {pool!r} is not declared; known pools: {listed}")
+
+    async def _shared_read(self) -> list[DeclaredPool]:
+        """`declared()`, one read for every caller waiting on it at the time."""
+        if self._reading is None:
+            self._reading = asyncio.create_task(self.declared())
+            self._reading.add_done_callback(self._read_done)
+        # Shielded: a caller that goes away (its request cancelled) does not cancel the others' read.
+        return await asyncio.shield(self._reading)
+
+    def _read_done(self, reading: asyncio.Task[list[DeclaredPool]]) -> None:
+        self._reading = None
+        if not reading.cancelled():
+            # Its callers got the failure, if any: asyncio need not log it as never retrieved.
+            reading.exception()
 
     async def _consumers(self) -> Sequence[ConsumerInfo]:
         try:

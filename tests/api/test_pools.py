@@ -3,6 +3,7 @@ lists them with their load, against the real api, nats-server and Postgres."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,6 +12,8 @@ from nats.js import JetStreamContext
 
 from contracts.jobs import EventType, JobState
 from messaging.nats import ensure_pool_consumer
+from services.api.errors import InvalidField
+from services.api.pools import PoolDirectory
 from tests.api.conftest import IDLE_POOL, Project, Scheduler, eventually, job_body, job_reaches
 
 
@@ -77,3 +80,31 @@ async def test_the_pools_list_shows_each_pools_load(
 async def test_the_pools_list_needs_a_key(project: Project) -> None:
     response = await project.client.get("/v1/pools", headers={"Authorization": "Bearer nope"})
     assert response.status_code == 401
+
+
+async def test_submits_that_find_the_names_stale_share_one_read(
+    project: Project, js: JetStreamContext
+) -> None:
+    """A burst meeting stale names (every few seconds) asks JetStream once, not once per submit."""
+    directory = PoolDirectory(js)
+    reads = 0
+    real_read = js.consumers_info
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_read(*args, **kwargs)
+
+    js.consumers_info = counted  # type: ignore[method-assign]
+    try:
+        await asyncio.gather(*(directory.require(IDLE_POOL) for _ in range(20)))
+        assert reads == 1
+        await directory.require(IDLE_POOL)  # fresh now: no read at all
+        assert reads == 1
+        refused = await asyncio.gather(
+            *(directory.require("no-such-pool") for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(problem, InvalidField) for problem in refused)
+        assert reads == 2
+    finally:
+        del js.consumers_info

@@ -45,6 +45,8 @@ _tracer = trace.get_tracer("vtp")
 _provider: Any = None  # the SDK's TracerProvider, once `configure` installed one
 # Ids the next span started must take (trace id, span id): see `job_root`.
 _forced_ids: ContextVar[tuple[int, int] | None] = ContextVar("vtp_forced_ids", default=None)
+# A trace id just drawn for a root span, whose span id is drawn next (see `_job_ids`).
+_new_trace: ContextVar[int | None] = ContextVar("vtp_new_trace", default=None)
 
 
 # --- set-up ---------------------------------------------------------------------------------------
@@ -186,7 +188,8 @@ def new_trace_id() -> str:
 
 
 def job_span_id(trace_id: str) -> int:
-    """The span id of a job's first span, derived from its trace id."""
+    """The span id of a job's first span, derived from its trace id. Every root span's id is derived so
+    (`_job_ids`): a submit's request span that opens the job's trace is the job's first span itself."""
     return int.from_bytes(hashlib.sha256(bytes.fromhex(trace_id)).digest()[:8], "big") or 1
 
 
@@ -217,8 +220,15 @@ def job_root(name: str, trace_id: str, attributes: Mapping[str, Any] | None = No
     if _provider is None or not _TRACE_ID.match(trace_id):
         yield trace.INVALID_SPAN
         return
-    current = trace.get_current_span().get_span_context()
+    request_span = trace.get_current_span()
+    current = request_span.get_span_context()
     tid = int(trace_id, 16)
+    if current.trace_id == tid and current.span_id == job_span_id(trace_id) and request_span.is_recording():
+        # The request span opened the job's trace, so it has the first span's id already: one span less
+        # to make and export per submit.
+        request_span.set_attributes(dict(attributes or {}))
+        yield request_span
+        return
     parent, links = (None, None) if current.trace_id == tid else (Context(), link_to())
     token = _forced_ids.set((tid, job_span_id(trace_id)))
     try:
@@ -270,17 +280,27 @@ def _root_flags(trace_id: str) -> TraceFlags:
 
 
 def _job_ids() -> Any:
-    """Random ids, but for the span `job_root` starts: the ids it set. (Made on demand: the SDK is imported
-    only when tracing is on, sparing a runner's start-up the import.)"""
+    """Random ids, but for the span `job_root` starts (the ids it set) and a root span's, derived from its
+    trace id (`job_span_id`). The SDK draws a new trace's id just before its root span's id, in the same
+    call, so the trace id drawn last is the one the next span id is for. (Made on demand: the SDK is
+    imported only when tracing is on, sparing a runner's start-up the import.)"""
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
     class JobIds(RandomIdGenerator):
         def generate_trace_id(self) -> int:
             forced = _forced_ids.get()
-            return forced[0] if forced is not None else super().generate_trace_id()
+            trace_id = forced[0] if forced is not None else super().generate_trace_id()
+            _new_trace.set(trace_id)
+            return trace_id
 
         def generate_span_id(self) -> int:
             forced = _forced_ids.get()
-            return forced[1] if forced is not None else super().generate_span_id()
+            if forced is not None:
+                return forced[1]
+            new_trace = _new_trace.get()
+            if new_trace is not None:
+                _new_trace.set(None)
+                return job_span_id(format(new_trace, "032x"))
+            return super().generate_span_id()
 
     return JobIds()

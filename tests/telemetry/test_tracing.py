@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from telemetry import tracing
 from tests.e2e.helpers import (
     FAST_TIMERS,
     SMALL_VALIDATION_LIMITS,
@@ -123,6 +124,11 @@ def test_one_job_is_one_trace_from_submit_to_last_report(
     assert broken_links(spans) == []
     [root] = [span for span in spans if not span.parent_span_id]
     assert (root.service, root.kind, root.name) == ("vtp-api", SERVER, "POST /v1/jobs")
+    # The request span opened the job's trace, so it is the job's first span (the id every part derives):
+    # no second span for the submit.
+    assert root.span_id == f"{tracing.job_span_id(trace_id):016x}"
+    assert root.attributes.get("vtp.job_id") == job["id"]
+    assert not [span for span in spans if span.name == "publish submit"]
     # Every span about the job is in its trace: none started a trace of its own.
     about_the_job = [span for span in receiver.all() if span.attributes.get("vtp.job_id") == job["id"]]
     assert {span.trace_id for span in about_the_job} == {trace_id}

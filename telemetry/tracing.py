@@ -43,8 +43,8 @@ HeadersT = TypeVar("HeadersT", bound=MutableMapping[str, str])
 
 _tracer = trace.get_tracer("vtp")
 _provider: Any = None  # the SDK's TracerProvider, once `configure` installed one
-# Ids the next span started must take (trace id, span id): see `job_root`.
-_forced_ids: ContextVar[tuple[int, int] | None] = ContextVar("vtp_forced_ids", default=None)
+# The trace id the next root span must take: see `job_root`.
+_forced_trace: ContextVar[int | None] = ContextVar("vtp_forced_trace", default=None)
 # A trace id just drawn for a root span, whose span id is drawn next (see `_job_ids`).
 _new_trace: ContextVar[int | None] = ContextVar("vtp_new_trace", default=None)
 
@@ -214,9 +214,9 @@ def continue_job(context: Context | None, trace_id: str | None) -> Context:
 
 @contextmanager
 def job_root(name: str, trace_id: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Span]:
-    """The job's first span (its submit's publish), with the span id every part derives (`job_span_id`):
-    a child of the request span when the job took the request's trace id, else the root of the job's own
-    trace (an `Idempotency-Key` derives it), linked to the request span."""
+    """The job's first span, with the span id every part derives (`job_span_id`): the request span itself
+    when it opened the job's trace, else a span `name` (its submit's publish), the root of the job's own
+    trace (an `Idempotency-Key` derives it, or the caller sent a `traceparent`), linked to the request's."""
     if _provider is None or not _TRACE_ID.match(trace_id):
         yield trace.INVALID_SPAN
         return
@@ -224,17 +224,15 @@ def job_root(name: str, trace_id: str, attributes: Mapping[str, Any] | None = No
     current = request_span.get_span_context()
     tid = int(trace_id, 16)
     if current.trace_id == tid and current.span_id == job_span_id(trace_id) and request_span.is_recording():
-        # The request span opened the job's trace, so it has the first span's id already: one span less
-        # to make and export per submit.
+        # A root span, so its id is the derived one already: one span less to make and export per submit.
         request_span.set_attributes(dict(attributes or {}))
         yield request_span
         return
-    parent, links = (None, None) if current.trace_id == tid else (Context(), link_to())
-    token = _forced_ids.set((tid, job_span_id(trace_id)))
+    token = _forced_trace.set(tid)
     try:
-        span = _tracer.start_span(name, parent, SpanKind.PRODUCER, dict(attributes or {}), links)
+        span = _tracer.start_span(name, Context(), SpanKind.PRODUCER, dict(attributes or {}), link_to())
     finally:
-        _forced_ids.reset(token)
+        _forced_trace.reset(token)
     with trace.use_span(span, end_on_exit=True):
         yield span
 
@@ -280,27 +278,24 @@ def _root_flags(trace_id: str) -> TraceFlags:
 
 
 def _job_ids() -> Any:
-    """Random ids, but for the span `job_root` starts (the ids it set) and a root span's, derived from its
-    trace id (`job_span_id`). The SDK draws a new trace's id just before its root span's id, in the same
-    call, so the trace id drawn last is the one the next span id is for. (Made on demand: the SDK is
-    imported only when tracing is on, sparing a runner's start-up the import.)"""
+    """Random ids, but a root span's id is derived from its trace id (`job_span_id`), and the root `job_root`
+    starts takes the trace id it set. The SDK draws a new trace's id just before its root span's id, in
+    the same call, so the trace id drawn last is the one the next span id is for. (Made on demand: the
+    SDK is imported only when tracing is on, sparing a runner's start-up the import.)"""
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
     class JobIds(RandomIdGenerator):
         def generate_trace_id(self) -> int:
-            forced = _forced_ids.get()
-            trace_id = forced[0] if forced is not None else super().generate_trace_id()
+            forced = _forced_trace.get()
+            trace_id = forced if forced is not None else super().generate_trace_id()
             _new_trace.set(trace_id)
             return trace_id
 
         def generate_span_id(self) -> int:
-            forced = _forced_ids.get()
-            if forced is not None:
-                return forced[1]
             new_trace = _new_trace.get()
-            if new_trace is not None:
-                _new_trace.set(None)
-                return job_span_id(format(new_trace, "032x"))
-            return super().generate_span_id()
+            if new_trace is None:
+                return super().generate_span_id()
+            _new_trace.set(None)
+            return job_span_id(format(new_trace, "032x"))
 
     return JobIds()

@@ -3,7 +3,11 @@ variables reach a runner and a trainer."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Span
 
 from telemetry import tracing
 from trainers.pool import pool_environ
@@ -65,3 +69,43 @@ def test_the_pool_and_its_runners_get_every_otel_setting() -> None:
         "DATABASE_URL": "postgresql://",
     }
     assert pool_environ(environ) == {"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer x", **ENDPOINT}
+
+
+@pytest.fixture
+def tracer_here(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The SDK with this module's id rules, for this test only (the global provider stays the no-op one)."""
+    provider = TracerProvider(id_generator=tracing._job_ids())
+    monkeypatch.setattr(tracing, "_provider", provider)
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("vtp"))
+    yield
+    provider.shutdown()
+
+
+def ids(span: Span) -> tuple[str, int]:
+    context = span.get_span_context()
+    return format(context.trace_id, "032x"), context.span_id
+
+
+def test_a_root_spans_id_is_derived_from_its_trace_id_and_no_other_spans_is(tracer_here: None) -> None:
+    with tracing.span("POST /v1/jobs") as request:
+        trace_id, span_id = ids(request)
+        assert span_id == tracing.job_span_id(trace_id)
+        with tracing.span("child") as child:
+            assert ids(child) != (trace_id, span_id)
+            assert ids(child)[0] == trace_id
+        # The request opened the job's trace: it is the job's first span, no second one is made.
+        with tracing.job_root("publish submit", trace_id, {"vtp.job_id": "j1"}) as first:
+            assert first is request
+
+
+def test_a_keyed_jobs_first_span_is_the_root_of_its_own_trace(tracer_here: None) -> None:
+    with tracing.span("POST /v1/jobs") as request:
+        with tracing.job_root("publish submit", TRACE_ID) as first:
+            assert ids(first) == (TRACE_ID, tracing.job_span_id(TRACE_ID))
+            assert first.parent is None
+            assert [link.context for link in first.links] == [request.get_span_context()]
+            # Spans after it draw their ids again, however the job's root was made.
+            with tracing.span("publish") as child:
+                assert ids(child)[1] != tracing.job_span_id(TRACE_ID)
+        with tracing.span("later") as later:
+            assert ids(later)[1] not in (tracing.job_span_id(TRACE_ID), ids(request)[1])
